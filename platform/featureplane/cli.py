@@ -1,0 +1,261 @@
+"""The `featureplane` command line (typer). Exit code 0 on success, 1 on failure, with a message
+naming the file and field (or the tenant and object) at fault.
+
+Heavy imports (Feast, the gateway) happen inside commands: `featureplane serve` must set
+``PROMETHEUS_MULTIPROC_DIR`` before anything imports ``prometheus_client``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from featureplane.errors import FeatureplaneError
+from featureplane.settings import Settings
+from featureplane.tenancy.catalog import SCHEMA_FILE, TenantCatalog, render_schema
+from featureplane.tenancy.spec import TenantSpec
+
+app = typer.Typer(
+    help="featureplane: a multi-tenant feature platform on Feast.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+tenants_app = typer.Typer(help="Tenants: validate, list, credentials.", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:  # pydantic's ValidationError names the FEATUREPLANE_* field
+        raise FeatureplaneError(f"configuration: {exc}") from exc
+
+
+def _catalog(settings: Settings) -> TenantCatalog:
+    return TenantCatalog.load(settings.tenants_path, settings.feature_repo_path)
+
+
+def _select(catalog: TenantCatalog, tenant: str | None, all_: bool) -> list[TenantSpec]:
+    if all_ == (tenant is not None):
+        raise typer.BadParameter("name one tenant, or pass --all")
+    return list(catalog.values()) if all_ else [catalog.get_tenant(tenant or "")]
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    )  # fmt: skip
+
+
+def _parse_time(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO 8601 time", param_hint=option) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+# -- tenants -----------------------------------------------------------------------------------
+
+
+@tenants_app.command("validate")
+def tenants_validate() -> None:
+    """Check every tenants/<t>/tenant.yaml against the schema and against each other."""
+    settings = _settings()
+    catalog = _catalog(settings)
+    console.print(f"[green]ok[/] {len(catalog)} tenants valid in {settings.tenants_path}")
+
+
+@tenants_app.command("list")
+def tenants_list() -> None:
+    """A table of tenants: project, namespace, owners, SLA, quotas."""
+    catalog = _catalog(_settings())
+    table = Table("tenant", "project", "namespace", "owners", "cost centre", "p99 SLA", "rps/burst")
+    for spec in catalog.values():
+        table.add_row(
+            spec.name, spec.feast_project, spec.namespace, ", ".join(o.email for o in spec.owners),
+            spec.cost_centre, f"{spec.sla.latency_p99_ms:g} ms",
+            f"{spec.quotas.requests_per_second:g}/{spec.quotas.burst}",
+        )  # fmt: skip
+    console.print(table)
+
+
+@tenants_app.command("schema")
+def tenants_schema(
+    check: Annotated[bool, typer.Option(help="Fail if the committed schema is stale.")] = False,
+) -> None:
+    """Write tenants/tenant.schema.json from the TenantSpec model."""
+    path = _settings().tenants_path / SCHEMA_FILE
+    current = path.read_text() if path.exists() else ""
+    if check:
+        if current != render_schema():
+            raise FeatureplaneError(f"{path} is stale: run `featureplane tenants schema`")
+        console.print(f"[green]ok[/] {path} is current")
+        return
+    path.write_text(render_schema())
+    console.print(f"wrote {path}")
+
+
+def _credentials(settings: Settings):  # type: ignore[no-untyped-def]
+    import redis
+
+    from featureplane.tenancy.credentials import CredentialStore
+
+    return CredentialStore(redis.Redis.from_url(settings.require_redis_url()), settings.pepper)
+
+
+@tenants_app.command("issue-token")
+def tenants_issue_token(tenant: str) -> None:
+    """Issue a bearer token for TENANT. It is printed once; only its HMAC is stored."""
+    settings = _settings()
+    spec = _catalog(settings).get_tenant(tenant)
+    issued = _credentials(settings).issue(spec.name)
+    err.print(f"token {issued.id} for tenant {spec.name} (store it now: it is not shown again)")
+    print(issued.token)
+
+
+@tenants_app.command("tokens")
+def tenants_tokens(tenant: str) -> None:
+    """List TENANT's token ids and creation times (never the secrets)."""
+    settings = _settings()
+    spec = _catalog(settings).get_tenant(tenant)
+    table = Table("id", "tenant", "created")
+    for info in _credentials(settings).list(spec.name):
+        table.add_row(info.id, info.tenant, info.created_at)
+    console.print(table)
+
+
+@tenants_app.command("revoke-token")
+def tenants_revoke_token(token_id: str) -> None:
+    """Revoke a token by id; every gateway refuses it from the next request."""
+    tenant = _credentials(_settings()).revoke(token_id)
+    if tenant is None:
+        raise FeatureplaneError(f"no token with id {token_id!r}")
+    console.print(f"revoked {token_id} ({tenant})")
+
+
+@tenants_app.command("env")
+def tenants_env(tenant: str) -> None:
+    """Print the exports that let plain `feast` commands run in TENANT's repo."""
+    from featureplane.registry.feast_config import feast_env, template_path
+
+    settings = _settings()
+    spec = _catalog(settings).get_tenant(tenant)
+    for key, value in feast_env(settings, spec.feast_project).items():
+        print(f"export {key}={value!r}")
+    print(f"export FEAST_FS_YAML_FILE_PATH={str(template_path(settings))!r}")
+    print(f"# then: cd {settings.feature_repo_path / spec.name} && feast plan")
+
+
+# -- registry and data ------------------------------------------------------------------------
+
+
+@app.command()
+def apply(
+    tenant: Annotated[str | None, typer.Argument()] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every tenant.")] = False,
+) -> None:
+    """`feast apply` TENANT's definitions into its project of the shared registry."""
+    from featureplane.registry.apply import apply_tenant
+
+    settings = _settings()
+    specs = _select(_catalog(settings), tenant, all_)
+    with _progress() as progress:
+        task = progress.add_task("apply", total=len(specs))
+        for spec in specs:
+            progress.update(task, description=f"apply {spec.name}")
+            result = apply_tenant(settings, spec)
+            progress.console.print(f"[green]applied[/] {spec.name} -> project {result.project} ({result.seconds:.1f} s)")
+            progress.advance(task)
+
+
+@app.command()
+def materialize(
+    tenant: Annotated[str | None, typer.Argument()] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every tenant.")] = False,
+    start: Annotated[str | None, typer.Option(help="ISO 8601 start (default: incremental).")] = None,
+    end: Annotated[str | None, typer.Option(help="ISO 8601 end (default: now).")] = None,
+) -> None:
+    """Ingest landed batches into offline Parquet and materialize them into the online store."""
+    from featureplane.materialize.runner import materialize_tenant
+
+    settings = _settings()
+    settings.require_redis_url()
+    specs = _select(_catalog(settings), tenant, all_)
+    start_at, end_at = _parse_time(start, "--start"), _parse_time(end, "--end")
+    with _progress() as progress:
+        task = progress.add_task("materialize", total=len(specs))
+        for spec in specs:
+            def say(msg: str, name: str = spec.name) -> None:
+                progress.update(task, description=f"{name}: {msg}")
+
+            report = materialize_tenant(settings, spec, start_at, end_at, progress=say)
+            rows = sum(i.rows for i in report.ingested.values())
+            progress.console.print(
+                f"[green]materialized[/] {spec.name}: {rows} new offline rows, "
+                f"{len(report.views)} feature views online ({report.seconds:.1f} s)"
+            )
+            progress.advance(task)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default FEATUREPLANE_GATEWAY_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default FEATUREPLANE_GATEWAY_PORT.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Default FEATUREPLANE_GATEWAY_WORKERS.")] = None,
+) -> None:
+    """Run the gateway (uvicorn, several workers share metrics through PROMETHEUS_MULTIPROC_DIR)."""
+    settings = _settings()
+    settings.require_redis_url()
+    metrics_dir = settings.metrics_path
+    shutil.rmtree(metrics_dir, ignore_errors=True)  # stale values of dead processes
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    import uvicorn
+
+    uvicorn.run(
+        "featureplane.gateway.app:create_app",
+        factory=True,
+        host=host or settings.gateway_host,
+        port=port if port is not None else settings.gateway_port,
+        workers=workers or settings.gateway_workers,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        log_level="info",
+    )
+
+
+@app.command()
+def demo(
+    once: Annotated[bool, typer.Option("--once", help="Stop after the calls instead of serving.")] = False,
+    rows: Annotated[int, typer.Option(min=1, help="Entities per sample source.")] = 1000,
+) -> None:
+    """Everything on the embedded default: data, apply, materialize, gateway, real calls."""
+    from featureplane.demo import run_demo
+
+    run_demo(console, once=once, rows=rows)
+
+
+def main() -> None:
+    try:
+        app()
+    except FeatureplaneError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

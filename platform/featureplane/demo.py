@@ -1,0 +1,230 @@
+"""`featureplane demo`: the whole path on the embedded default, with real HTTP calls at the end.
+
+With no ``FEATUREPLANE_REDIS_URL`` it starts a throwaway redis-server; with no
+``FEATUREPLANE_DATA_DIR`` it uses (and resets) ``.featureplane/demo`` with a SQLite registry
+inside. Whatever is set is honoured and never wiped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import redis
+from rich.console import Console
+from rich.table import Table
+
+from featureplane.embedded.redis import EmbeddedRedis, free_port
+from featureplane.errors import FeatureplaneError
+from featureplane.gateway.catalog import ServingCatalog
+from featureplane.materialize.runner import materialize_tenant
+from featureplane.registry.apply import apply_tenant
+from featureplane.registry.feast_config import open_registry
+from featureplane.samples import land_samples
+from featureplane.settings import Settings
+from featureplane.tenancy.catalog import TenantCatalog
+from featureplane.tenancy.credentials import CredentialStore
+
+DEMO_DATA_DIR = Path(".featureplane/demo")
+
+
+@contextlib.contextmanager
+def _store(settings: Settings, console: Console) -> Iterator[Settings]:
+    if settings.redis_url:
+        yield settings
+        return
+    with EmbeddedRedis() as server:
+        console.print(f"started a throwaway redis-server at {server.url}")
+        yield settings.model_copy(update={"redis_url": server.url})
+
+
+def _demo_settings(console: Console) -> Settings:
+    settings = Settings()
+    if "FEATUREPLANE_DATA_DIR" not in os.environ:
+        import shutil
+
+        shutil.rmtree(DEMO_DATA_DIR, ignore_errors=True)
+        settings = settings.model_copy(update={"data_dir": DEMO_DATA_DIR})
+    console.print(f"data folder {settings.data_path}, registry {settings.registry_url}")
+    return settings
+
+
+@contextlib.contextmanager
+def _gateway(settings: Settings, port: int) -> Iterator[str]:
+    env = os.environ | {
+        "FEATUREPLANE_REDIS_URL": settings.require_redis_url(),
+        "FEATUREPLANE_REGISTRY": settings.registry_url,
+        "FEATUREPLANE_DATA_DIR": str(settings.data_path),
+        "FEATUREPLANE_TENANTS_DIR": str(settings.tenants_path),
+        "FEATUREPLANE_FEATURE_REPO_DIR": str(settings.feature_repo_path),
+    }
+    cmd = [sys.executable, "-m", "featureplane.cli", "serve", "--port", str(port), "--workers", "2"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                log = proc.stderr.read().decode() if proc.stderr else ""
+                raise FeatureplaneError(f"the gateway exited during start-up:\n{log[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise FeatureplaneError("the gateway was not ready within 60 s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def sample_requests(
+    catalog: ServingCatalog, tenant: str, tables: dict[str, pa.Table], sources: dict[str, str]
+) -> list[dict[str, Any]]:
+    """One request per feature view (its first two entity rows) and per feature service."""
+    project = catalog.projects[catalog.tenants[tenant].feast_project]
+    requests = []
+    for view in project.views.values():
+        table = tables[sources[view.name]]
+        rows = table.select(list(view.join_keys)).slice(0, 2).to_pylist()
+        entities = {k: [r[k] for r in rows] for k in view.join_keys}
+        requests.append({"features": [f"{view.name}:{f}" for f in view.fields], "entities": entities})
+    for name, projections in project.services.items():
+        first_view = project.views[projections[0][0]]
+        table = tables[sources[first_view.name]]
+        rows = table.select(list(first_view.join_keys)).slice(0, 2).to_pylist()
+        entities = {k: [r[k] for r in rows] for k in first_view.join_keys}
+        requests.append({"feature_service": name, "entities": entities})
+    return requests
+
+
+def _show(console: Console, tenant: str, request: dict[str, Any], answer: dict[str, Any]) -> None:
+    names = answer["metadata"]["feature_names"]
+    what = request.get("feature_service") or request["features"][0].split(":")[0]
+    table = Table(title=f"{tenant}: {what}", title_justify="left")
+    for name in names:
+        table.add_column(name, overflow="fold", max_width=28)
+    rows = len(answer["results"][0]["values"])
+    for i in range(rows):
+        cells = []
+        for col in answer["results"]:
+            value = col["values"][i]
+            text = json.dumps(value) if not isinstance(value, str) else value
+            cells.append(text if col["statuses"][i] == "PRESENT" else f"[dim]{col['statuses'][i]}[/]")
+        table.add_row(*cells)
+    console.print(table)
+
+
+def run_demo(console: Console, *, once: bool, rows: int) -> None:
+    started = time.perf_counter()
+    settings = _demo_settings(console)
+    catalog = TenantCatalog.load(settings.tenants_path, settings.feature_repo_path)
+    with _store(settings, console) as settings:
+        now = datetime.now(UTC)
+        tables: dict[str, dict[str, pa.Table]] = {}
+        for spec in catalog.values():
+            from featureplane.samples import generate
+
+            tables[spec.name] = generate(settings, spec, rows, now)
+            land_samples(settings, spec, rows, now)
+            result = apply_tenant(settings, spec)
+            console.print(f"[green]applied[/] {spec.name} ({result.seconds:.1f} s)")
+            report = materialize_tenant(settings, spec)
+            ingested = sum(i.rows for i in report.ingested.values())
+            console.print(f"[green]materialized[/] {spec.name}: {ingested} rows ({report.seconds:.1f} s)")
+        serving = ServingCatalog.load(catalog, open_registry(settings))
+        creds = CredentialStore(redis.Redis.from_url(settings.require_redis_url()), settings.pepper)
+        tokens = {name: creds.issue(name).token for name in catalog}
+        port = settings.gateway_port if settings.gateway_port and not once else free_port()
+        with _gateway(settings, port) as base:
+            console.print(f"gateway ready at {base} (2 workers)")
+            sources = _view_sources(settings, catalog)
+            with httpx.Client(base_url=base, timeout=10) as http:
+                for name in catalog:
+                    for body in sample_requests(serving, name, tables[name], sources[name]):
+                        resp = http.post("/get-online-features", json=body, headers=_auth(tokens[name]))
+                        if resp.status_code != 200:
+                            raise FeatureplaneError(f"{name}: HTTP {resp.status_code}: {resp.text}")
+                        _show(console, name, body, resp.json())
+                _show_isolation(console, http, catalog, serving, tokens)
+            _print_next_steps(console, settings, base, tokens, serving, catalog, tables, sources)
+            console.print(f"demo took {time.perf_counter() - started:.1f} s")
+            if once or not sys.stdin.isatty():
+                return
+            console.print("[bold]serving until Ctrl-C[/]")
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _view_sources(settings: Settings, catalog: TenantCatalog) -> dict[str, dict[str, str]]:
+    registry = open_registry(settings)
+    return {
+        name: {fv.name: fv.batch_source.name for fv in registry.list_feature_views(spec.feast_project)}
+        for name, spec in catalog.items()
+    }
+
+
+def _show_isolation(
+    console: Console, http: httpx.Client, catalog: TenantCatalog, serving: ServingCatalog, tokens: dict[str, str]
+) -> None:
+    names = list(catalog)
+    if len(names) < 2:
+        return
+    reader, owner = names[0], names[1]
+    view = next(iter(serving.projects[catalog[owner].feast_project].views.values()))
+    body = {"features": [f"{view.name}:{next(iter(view.fields))}"], "entities": {k: ["x"] for k in view.join_keys}}
+    resp = http.post("/get-online-features", json=body, headers=_auth(tokens[reader]))
+    console.print(f"isolation: {reader} reading {owner}'s {view.name} -> HTTP {resp.status_code} {resp.text}")
+    resp = http.post("/get-online-features", json=body)
+    console.print(f"isolation: no token -> HTTP {resp.status_code} {resp.text}")
+
+
+def _print_next_steps(
+    console: Console,
+    settings: Settings,
+    base: str,
+    tokens: dict[str, str],
+    serving: ServingCatalog,
+    catalog: TenantCatalog,
+    tables: dict[str, dict[str, pa.Table]],
+    sources: dict[str, dict[str, str]],
+) -> None:
+    name = next(iter(catalog))
+    body = sample_requests(serving, name, tables[name], sources[name])[0]
+    console.rule("try it")
+    console.print("tokens (shown once):")
+    for tenant, token in tokens.items():
+        console.print(f"  {tenant}: {token}", highlight=False, soft_wrap=True)
+    curl = (
+        f"curl -s -X POST {base}/get-online-features -H 'Content-Type: application/json' "
+        f"-H 'Authorization: Bearer {tokens[name]}' -d {shlex.quote(json.dumps(body))}"
+    )
+    console.print(curl, highlight=False, soft_wrap=True)
+    console.print(f"metrics: curl -s {base}/metrics | grep featureplane_", highlight=False)
+    console.print(
+        f"environment: FEATUREPLANE_REDIS_URL={settings.redis_url} FEATUREPLANE_REGISTRY={settings.registry_url} "
+        f"FEATUREPLANE_DATA_DIR={settings.data_path}",
+        highlight=False,
+        soft_wrap=True,
+    )

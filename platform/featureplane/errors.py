@@ -1,0 +1,111 @@
+"""Exceptions raised by featureplane.
+
+::
+
+    FeatureplaneError                 anything featureplane raises on purpose
+    ├── ConfigError                   settings or feature_store.yaml template unusable
+    ├── TenantSpecError               a tenant.yaml is invalid (names the file and field)
+    ├── RegistryError                 the Feast registry cannot be read or written
+    │   └── ApplyError                `feast apply` for a tenant failed
+    ├── MaterializationError          a materialization run failed
+    └── GatewayError                  answered to an HTTP client with ``status_code``
+        ├── AuthenticationError       401: no or unknown bearer token
+        ├── PermissionDeniedError     403: the tenant may not read that object
+        ├── BadRequestError           400: malformed request, unknown feature or entity
+        ├── UnsupportedMediaTypeError 415: a body that is not JSON by its Content-Type
+        ├── InvalidRequestError       422: JSON, but not the request's shape
+        └── StoreUnavailableError     503: the online store did not answer
+
+Every ``GatewayError`` renders as ``{"error": {"code": ..., "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class FeatureplaneError(Exception):
+    """Base of every exception featureplane raises on purpose."""
+
+
+class ConfigError(FeatureplaneError):
+    """Settings or the shared feature_store.yaml template are unusable."""
+
+
+class TenantSpecError(FeatureplaneError):
+    """A tenant.yaml failed validation; ``problems`` lists ``(field, message)`` pairs."""
+
+    def __init__(self, path: Path, problems: list[tuple[str, str]]) -> None:
+        self.path = path
+        self.problems = problems
+        lines = [f"{path}: {field}: {message}" for field, message in problems]
+        super().__init__("\n".join(lines))
+
+
+class RegistryError(FeatureplaneError):
+    """The Feast registry cannot be read or written."""
+
+
+class ApplyError(RegistryError):
+    """`feast apply` failed for a tenant."""
+
+
+class MaterializationError(FeatureplaneError):
+    """A materialization run failed."""
+
+
+class GatewayError(FeatureplaneError):
+    """An error the gateway answers with ``status_code`` and a JSON body."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+    def to_dict(self) -> dict[str, object]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class AuthenticationError(GatewayError):
+    status_code = 401
+    code = "unauthenticated"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="featureplane"'})
+
+
+class PermissionDeniedError(GatewayError):
+    status_code = 403
+    code = "forbidden"
+
+
+class BadRequestError(GatewayError):
+    status_code = 400
+    code = "bad_request"
+
+
+class StoreUnavailableError(GatewayError):
+    status_code = 503
+    code = "store_unavailable"
+
+
+class InvalidRequestError(GatewayError):
+    """422: the body is JSON but not a get-online-features request; ``details`` lists why."""
+
+    status_code = 422
+    code = "invalid_request"
+
+    def __init__(self, message: str, details: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        self.details = details
+
+    def to_dict(self) -> dict[str, object]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class UnsupportedMediaTypeError(GatewayError):
+    status_code = 415
+    code = "unsupported_media_type"

@@ -1,0 +1,1 @@
+"""The multi-tenant online feature gateway (FastAPI)."""

@@ -1,0 +1,104 @@
+"""The gateway's app factory.
+
+``create_app(settings)`` builds the FastAPI app; its lifespan owns the long-lived resources (the
+Redis pool, the registry connection and the compiled :class:`ServingCatalog`, refreshed in the
+background). uvicorn starts it with ``factory=True``, once per worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from featureplane.errors import GatewayError
+from featureplane.gateway import features, ops
+from featureplane.gateway.auth import TokenAuthenticator
+from featureplane.gateway.catalog import ServingCatalog
+from featureplane.gateway.reader import OnlineReader, RedisOnlineReader
+from featureplane.gateway.state import GatewayState
+from featureplane.observability.metrics import REQUEST_ERRORS, UNAUTHENTICATED, mark_process_dead
+from featureplane.observability.middleware import MetricsMiddleware
+from featureplane.registry.feast_config import open_registry
+from featureplane.settings import Settings
+from featureplane.tenancy.catalog import TenantCatalog
+
+if TYPE_CHECKING:
+    from feast.infra.registry.base_registry import BaseRegistry
+
+log = logging.getLogger("featureplane.gateway")
+
+
+def _load_catalog(settings: Settings, registry: BaseRegistry) -> ServingCatalog:
+    tenants = TenantCatalog.load(settings.tenants_path)
+    return ServingCatalog.load(tenants, registry)
+
+
+async def _refresh_forever(state: GatewayState, registry: BaseRegistry) -> None:
+    while True:
+        await asyncio.sleep(state.settings.registry_refresh_seconds)
+        try:
+            state.catalog = await asyncio.to_thread(_load_catalog, state.settings, registry)
+            state.registry_error = None
+        except Exception as exc:  # keep serving the last good snapshot whatever went wrong
+            state.registry_error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("registry refresh failed, serving the previous snapshot: %s", state.registry_error)
+
+
+def create_app(settings: Settings | None = None, *, reader: OnlineReader | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis_url = settings.require_redis_url()
+        registry = await asyncio.to_thread(open_registry, settings)
+        catalog = await asyncio.to_thread(_load_catalog, settings, registry)
+        redis_reader = RedisOnlineReader.from_url(redis_url, settings.redis_timeout_seconds)
+        state = GatewayState(
+            settings=settings,
+            catalog=catalog,
+            reader=reader or redis_reader,
+            authenticator=TokenAuthenticator(redis_reader.client, settings.pepper),
+        )
+        app.state.gateway = state
+        refresher = asyncio.create_task(_refresh_forever(state, registry))
+        # Start-up objects (Feast, the registry, protobuf descriptors) never die: move them out
+        # of the collector's sight so full collections stay short under load.
+        gc.collect()
+        gc.freeze()
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await redis_reader.aclose()
+            if reader is not None:
+                await reader.aclose()
+            mark_process_dead(os.getpid())
+
+    app = FastAPI(
+        title="featureplane gateway",
+        version="0.1.0",
+        summary="Feast-compatible online features for every tenant.",
+        lifespan=lifespan,
+    )
+    app.include_router(features.router)
+    app.include_router(ops.router)
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        tenant = request.scope.get("state", {}).get("tenant", UNAUTHENTICATED)
+        REQUEST_ERRORS.labels(tenant, route, exc.code).inc()
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
+
+    app.add_middleware(MetricsMiddleware)
+    return app

@@ -1,0 +1,130 @@
+"""Answering one get-online-features request: validate entities, one pipelined read, decode.
+
+The answer equals Feast SDK ``get_online_features`` value for value. Two deliberate differences
+in statuses: an entity absent from the store is ``NOT_FOUND`` (Feast's Redis path says
+``PRESENT`` with null values and a 1970 timestamp), and a stored null is ``NULL_VALUE``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from featureplane.errors import BadRequestError
+from featureplane.gateway import codec
+from featureplane.gateway.catalog import ServingCatalog, ViewRead
+from featureplane.gateway.models import GetOnlineFeaturesRequest
+from featureplane.gateway.reader import HashRead, OnlineReader
+from featureplane.observability.metrics import STORE_READ_DURATION
+from featureplane.tenancy.spec import TenantSpec
+
+PRESENT, NULL_VALUE, NOT_FOUND = "PRESENT", "NULL_VALUE", "NOT_FOUND"
+
+
+def _output_names(reads: Sequence[ViewRead], full_feature_names: bool) -> list[str]:
+    names = [
+        f"{r.prefix}__{f}" if full_feature_names else f for r in reads for f in r.features
+    ]
+    collided = sorted(n for n, count in Counter(names).items() if count > 1)
+    if collided:
+        hint = "" if full_feature_names else "; set full_feature_names to tell them apart"
+        raise BadRequestError(f"feature names requested more than once: {', '.join(collided)}{hint}")
+    return names
+
+
+def _entity_columns(
+    reads: Sequence[ViewRead], entities: dict[str, list[Any]]
+) -> tuple[list[str], int, dict[str, list[Any]], dict[str, list[bytes]]]:
+    """Join keys in request order, the row count, echoed values and key bytes per join key."""
+    types: dict[str, int] = {}
+    needed_by: dict[str, str] = {}
+    for r in reads:
+        for join_key in r.plan.join_keys:
+            types.setdefault(join_key, r.plan.key_types[join_key])
+            needed_by.setdefault(join_key, r.plan.name)
+    missing = [k for k in needed_by if k not in entities]
+    if missing:
+        detail = ", ".join(f"{k!r} (feature view {needed_by[k]!r})" for k in missing)
+        got = ", ".join(repr(k) for k in entities) or "none"
+        raise BadRequestError(f"missing join key values for {detail}; the request has {got}")
+    join_keys = [k for k in entities if k in needed_by]
+    lengths = {len(entities[k]) for k in join_keys}
+    if len(lengths) != 1:
+        sizes = ", ".join(f"{k}={len(entities[k])}" for k in join_keys)
+        raise BadRequestError(f"every join key needs the same number of values ({sizes})")
+    rows = lengths.pop()
+    if rows == 0:
+        raise BadRequestError("entities hold no values: send at least one entity row")
+    echoed: dict[str, list[Any]] = {}
+    key_bytes: dict[str, list[bytes]] = {}
+    for join_key in join_keys:
+        coerced = [codec.coerce_key_value(join_key, types[join_key], v) for v in entities[join_key]]
+        echoed[join_key] = [c[0] for c in coerced]
+        key_bytes[join_key] = [c[1] for c in coerced]
+    return join_keys, rows, echoed, key_bytes
+
+
+async def lookup(
+    catalog: ServingCatalog,
+    reader: OnlineReader,
+    tenant: TenantSpec,
+    request: GetOnlineFeaturesRequest,
+) -> dict[str, Any]:
+    reads = catalog.resolve(tenant, request.features, request.feature_service)
+    names = _output_names(reads, request.full_feature_names)
+    join_keys, rows, echoed, key_bytes = _entity_columns(reads, request.entities)
+
+    # One HMGET per distinct (view, entity key), all in one pipeline.
+    commands: list[HashRead] = []
+    slots: list[list[int]] = []  # per read: the command index of each row
+    for r in reads:
+        plan = r.plan
+        fields = [plan.fields[f] for f in r.features]
+        fields.append(plan.ts_field)
+        seen: dict[bytes, int] = {}
+        row_slots = []
+        for i in range(rows):
+            key = plan.key_prefix + b"".join(key_bytes[k][i] for k in plan.join_keys) + plan.key_suffix
+            slot = seen.get(key)
+            if slot is None:
+                slot = seen[key] = len(commands)
+                commands.append((key, fields))
+            row_slots.append(slot)
+        slots.append(row_slots)
+    with STORE_READ_DURATION.labels(tenant.name).time():
+        replies = await reader.read(commands)
+
+    results: list[dict[str, Any]] = [
+        {"values": echoed[k], "statuses": [PRESENT] * rows, "event_timestamps": [codec.EPOCH] * rows}
+        for k in join_keys
+    ]
+    for r, row_slots in zip(reads, slots, strict=True):
+        n = len(r.features)
+        columns: list[list[Any]] = [[None] * rows for _ in range(n)]
+        statuses: list[list[str]] = [[NOT_FOUND] * rows for _ in range(n)]
+        stamps = [codec.EPOCH] * rows
+        decoded: dict[int, tuple[list[Any], list[str], str] | None] = {}
+        for i, slot in enumerate(row_slots):
+            if slot not in decoded:
+                reply = replies[slot]
+                ts = reply[n]
+                if ts is None:
+                    decoded[slot] = None
+                else:
+                    values = [codec.decode_value(raw) for raw in reply[:n]]
+                    decoded[slot] = (
+                        values,
+                        [NULL_VALUE if v is None else PRESENT for v in values],
+                        codec.timestamp_text(ts),
+                    )
+            row = decoded[slot]
+            if row is None:
+                continue
+            values, row_statuses, stamps[i] = row
+            for j in range(n):
+                columns[j][i] = values[j]
+                statuses[j][i] = row_statuses[j]
+        for j in range(n):
+            results.append({"values": columns[j], "statuses": statuses[j], "event_timestamps": stamps})
+    return {"metadata": {"feature_names": join_keys + names}, "results": results}

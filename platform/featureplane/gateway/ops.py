@@ -1,0 +1,41 @@
+"""Operational routes: liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from featureplane.gateway.state import StateDep
+from featureplane.observability.metrics import exposition
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: the process is up and serving HTTP."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(state: StateDep) -> JSONResponse:
+    """Readiness: a registry snapshot is loaded and the online store answers."""
+    store_ok = await state.reader.ping()
+    catalog = state.catalog
+    checks = {
+        "online_store": "ok" if store_ok else "unreachable",
+        "registry": "ok" if state.registry_error is None else f"stale: {state.registry_error}",
+        "registry_age_seconds": round(time.time() - catalog.loaded_at, 3),
+        "projects": sorted(catalog.projects),
+    }
+    status = 200 if store_ok and catalog.projects else 503
+    return JSONResponse({"status": "ready" if status == 200 else "not_ready", "checks": checks}, status)
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    """Prometheus text exposition, merged over every worker process."""
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

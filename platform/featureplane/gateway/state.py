@@ -1,0 +1,45 @@
+"""The gateway's long-lived resources, owned by the app's lifespan, and the dependencies that
+hand them to routes (``StateDep``, ``TenantDep``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from featureplane.errors import AuthenticationError
+from featureplane.gateway.auth import TokenAuthenticator
+from featureplane.gateway.catalog import ServingCatalog
+from featureplane.gateway.reader import OnlineReader
+from featureplane.settings import Settings
+from featureplane.tenancy.spec import TenantSpec
+
+
+@dataclass
+class GatewayState:
+    settings: Settings
+    catalog: ServingCatalog  # replaced wholesale on every registry refresh
+    reader: OnlineReader
+    authenticator: TokenAuthenticator
+    registry_error: str | None = None
+
+
+def get_state(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
+StateDep = Annotated[GatewayState, Depends(get_state)]
+
+
+async def current_tenant(request: Request, state: StateDep) -> TenantSpec:
+    name = await state.authenticator.authenticate(request.headers.get("authorization"))
+    spec = state.catalog.tenants.tenants.get(name)
+    if spec is None:
+        raise AuthenticationError("the token's tenant no longer exists")
+    request.state.tenant = name  # the metrics middleware labels the request with it
+    return spec
+
+
+TenantDep = Annotated[TenantSpec, Depends(current_tenant)]

@@ -1,0 +1,1 @@
+"""Metrics (one module), and the middleware that records them."""

@@ -1,0 +1,119 @@
+"""The one settings class: every knob, read from ``FEATUREPLANE_*`` environment variables.
+
+Defaults are safe for the embedded demo (local folders, a SQLite registry). Secrets have a
+default only in ``development``; any other environment refuses to start without them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DEV_TOKEN_PEPPER = "featureplane-development-pepper-not-a-secret"
+
+
+class Settings(BaseSettings):
+    """featureplane configuration. Field ``x`` is set by the environment variable ``FEATUREPLANE_X``."""
+
+    model_config = SettingsConfigDict(env_prefix="FEATUREPLANE_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    redis_url: str | None = Field(
+        default=None,
+        description="Online store, e.g. redis://127.0.0.1:6379/0. Unset: `demo` starts its own.",
+    )
+    redis_type: Literal["redis", "redis_cluster"] = "redis"
+    registry: str | None = Field(
+        default=None,
+        description="Feast SQL registry: a SQLite file path or a postgresql:// URL. "
+        "Unset: <data_dir>/registry.db.",
+    )
+    data_dir: Path = Field(
+        default=Path(".featureplane"),
+        description="Landing batches, offline Parquet, quarantine, metrics scratch.",
+    )
+    tenants_dir: Path = Path("tenants")
+    feature_repo_dir: Path = Path("feature_repo")
+    token_pepper: SecretStr | None = Field(
+        default=None,
+        description="HMAC key under which bearer-token hashes are stored. Required outside development.",
+    )
+    registry_refresh_seconds: float = Field(default=10.0, gt=0)
+    redis_timeout_seconds: float = Field(default=1.0, gt=0)
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8080, ge=0, le=65535)
+    gateway_workers: int = Field(default=1, ge=1)
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="prometheus_client multi-process directory. Unset: <data_dir>/metrics.",
+    )
+
+    @model_validator(mode="after")
+    def _secrets_outside_development(self) -> Settings:
+        if self.environment != "development" and self.token_pepper is None:
+            raise ValueError(
+                "FEATUREPLANE_TOKEN_PEPPER must be set when FEATUREPLANE_ENVIRONMENT is "
+                f"{self.environment!r}: the development default is public"
+            )
+        return self
+
+    # Derived values. Paths are made absolute so subprocesses and workers agree on them.
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.resolve()
+
+    @property
+    def tenants_path(self) -> Path:
+        return self.tenants_dir.resolve()
+
+    @property
+    def feature_repo_path(self) -> Path:
+        return self.feature_repo_dir.resolve()
+
+    @property
+    def metrics_path(self) -> Path:
+        return (self.metrics_dir or self.data_path / "metrics").resolve()
+
+    @property
+    def pepper(self) -> bytes:
+        secret = self.token_pepper.get_secret_value() if self.token_pepper else _DEV_TOKEN_PEPPER
+        return secret.encode()
+
+    @property
+    def registry_url(self) -> str:
+        """The registry as a SQLAlchemy URL, as Feast's SQL registry wants it."""
+        raw = self.registry or str(self.data_path / "registry.db")
+        if raw.startswith(("postgresql://", "postgres://")):
+            # psycopg 3 is the driver feast[postgres] installs.
+            return "postgresql+psycopg://" + raw.split("://", 1)[1]
+        if "://" in raw:
+            return raw
+        return f"sqlite:///{Path(raw).resolve()}"
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            from featureplane.errors import ConfigError
+
+            raise ConfigError("FEATUREPLANE_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)")
+        return self.redis_url
+
+    @property
+    def feast_redis_connection(self) -> str:
+        """FEATUREPLANE_REDIS_URL in Feast's ``host:port,db=N,password=…,ssl=true`` form."""
+        url = urlsplit(self.require_redis_url())
+        parts = [f"{url.hostname or '127.0.0.1'}:{url.port or 6379}"]
+        db = url.path.lstrip("/")
+        if db:
+            parts.append(f"db={db}")
+        if url.username and url.username != "default":
+            parts.append(f"username={unquote(url.username)}")
+        if url.password:
+            parts.append(f"password={unquote(url.password)}")
+        if url.scheme == "rediss":
+            parts.append("ssl=true")
+        return ",".join(parts)

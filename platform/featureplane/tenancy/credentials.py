@@ -1,0 +1,95 @@
+"""Bearer tokens that identify a tenant at the gateway.
+
+A token reads ``fpt_<id>_<secret>``. Only ``HMAC-SHA256(pepper, token)`` is kept, in the control
+keyspace of the online Redis (``featureplane:cred:<id>``, apart from Feast's binary entity keys),
+so every gateway worker and replica sees an issue or revoke at once. The id makes lookup a single
+hash read and lets admins list and revoke tokens without ever seeing a secret again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+
+CRED_PREFIX = "featureplane:cred:"
+TENANT_CREDS_PREFIX = "featureplane:creds:"
+_TOKEN_PREFIX = "fpt_"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    id: str
+    tenant: str
+    token: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class CredentialInfo:
+    id: str
+    tenant: str
+    created_at: str
+
+
+def token_digest(pepper: bytes, token: str) -> str:
+    return hmac.new(pepper, token.encode(), hashlib.sha256).hexdigest()
+
+
+def parse_token_id(token: str) -> str | None:
+    """The id part of a well-formed token, else None (checked before any store access)."""
+    if not token.startswith(_TOKEN_PREFIX):
+        return None
+    token_id, sep, secret = token[len(_TOKEN_PREFIX) :].partition("_")
+    if not sep or len(token_id) != 12 or not token_id.isalnum() or len(secret) < 32:
+        return None
+    return token_id
+
+
+def verify(pepper: bytes, token: str, stored_digest: str) -> bool:
+    return hmac.compare_digest(token_digest(pepper, token), stored_digest)
+
+
+class CredentialStore:
+    """Issue, list and revoke tenant tokens (admin side; the gateway only reads)."""
+
+    def __init__(self, client: redis.Redis, pepper: bytes) -> None:
+        self._redis = client
+        self._pepper = pepper
+
+    def issue(self, tenant: str) -> IssuedToken:
+        token_id = secrets.token_hex(6)
+        token = f"{_TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+        created = datetime.now(UTC).isoformat(timespec="seconds")
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(
+            CRED_PREFIX + token_id,
+            mapping={"tenant": tenant, "digest": token_digest(self._pepper, token), "created_at": created},
+        )
+        pipe.sadd(TENANT_CREDS_PREFIX + tenant, token_id)
+        pipe.execute()
+        return IssuedToken(token_id, tenant, token, created)
+
+    def list(self, tenant: str) -> list[CredentialInfo]:
+        ids = sorted(m.decode() for m in self._redis.smembers(TENANT_CREDS_PREFIX + tenant))
+        infos = []
+        for token_id in ids:
+            data = self._redis.hgetall(CRED_PREFIX + token_id)
+            if data:
+                infos.append(CredentialInfo(token_id, tenant, data[b"created_at"].decode()))
+        return infos
+
+    def revoke(self, token_id: str) -> str | None:
+        """Delete a token; returns its tenant, or None if there was no such token."""
+        tenant = self._redis.hget(CRED_PREFIX + token_id, "tenant")
+        if tenant is None:
+            return None
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(CRED_PREFIX + token_id)
+        pipe.srem(TENANT_CREDS_PREFIX + tenant.decode(), token_id)
+        pipe.execute()
+        return tenant.decode()
