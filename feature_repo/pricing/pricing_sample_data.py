@@ -1,4 +1,4 @@
-"""Deterministic synthetic batches for the pricing tenant (used by `featureplane demo` and tests)."""
+"""Deterministic synthetic batches for the pricing tenant (for `featureplane demo` and tests)."""
 
 from datetime import datetime, timedelta
 

@@ -177,7 +177,10 @@ def apply(
         for spec in specs:
             progress.update(task, description=f"apply {spec.name}")
             result = apply_tenant(settings, spec)
-            progress.console.print(f"[green]applied[/] {spec.name} -> project {result.project} ({result.seconds:.1f} s)")
+            progress.console.print(
+                f"[green]applied[/] {spec.name} -> project {result.project} "
+                f"({result.seconds:.1f} s)"
+            )
             progress.advance(task)
 
 
@@ -185,7 +188,9 @@ def apply(
 def materialize(
     tenant: Annotated[str | None, typer.Argument()] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every tenant.")] = False,
-    start: Annotated[str | None, typer.Option(help="ISO 8601 start (default: incremental).")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="ISO 8601 start (default: incremental).")
+    ] = None,
     end: Annotated[str | None, typer.Option(help="ISO 8601 end (default: now).")] = None,
 ) -> None:
     """Ingest landed batches into offline Parquet and materialize them into the online store."""
@@ -198,6 +203,7 @@ def materialize(
     with _progress() as progress:
         task = progress.add_task("materialize", total=len(specs))
         for spec in specs:
+
             def say(msg: str, name: str = spec.name) -> None:
                 progress.update(task, description=f"{name}: {msg}")
 
@@ -214,7 +220,9 @@ def materialize(
 def serve(
     host: Annotated[str | None, typer.Option(help="Default FEATUREPLANE_GATEWAY_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Default FEATUREPLANE_GATEWAY_PORT.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Default FEATUREPLANE_GATEWAY_WORKERS.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Default FEATUREPLANE_GATEWAY_WORKERS.")
+    ] = None,
 ) -> None:
     """Run the gateway (uvicorn, several workers share metrics through PROMETHEUS_MULTIPROC_DIR)."""
     settings = _settings()
@@ -240,7 +248,9 @@ def serve(
 
 @app.command()
 def demo(
-    once: Annotated[bool, typer.Option("--once", help="Stop after the calls instead of serving.")] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="Stop after the calls instead of serving.")
+    ] = False,
     rows: Annotated[int, typer.Option(min=1, help="Entities per sample source.")] = 1000,
 ) -> None:
     """Everything on the embedded default: data, apply, materialize, gateway, real calls."""

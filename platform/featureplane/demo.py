@@ -71,14 +71,16 @@ def _gateway(settings: Settings, port: int) -> Iterator[str]:
         "FEATUREPLANE_FEATURE_REPO_DIR": str(settings.feature_repo_path),
     }
     cmd = [sys.executable, "-m", "featureplane.cli", "serve", "--port", str(port), "--workers", "2"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = settings.data_path / "gateway.log"
+    log_fh = log.open("ab")
+    proc = subprocess.Popen(cmd, env=env, stdout=log_fh, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                log = proc.stderr.read().decode() if proc.stderr else ""
-                raise FeatureplaneError(f"the gateway exited during start-up:\n{log[-2000:]}")
+                tail = log.read_text(errors="replace")[-2000:]
+                raise FeatureplaneError(f"the gateway exited during start-up ({log}):\n{tail}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
                     break
@@ -92,6 +94,8 @@ def _gateway(settings: Settings, port: int) -> Iterator[str]:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+        log_fh.close()
 
 
 def sample_requests(
@@ -104,7 +108,9 @@ def sample_requests(
         table = tables[sources[view.name]]
         rows = table.select(list(view.join_keys)).slice(0, 2).to_pylist()
         entities = {k: [r[k] for r in rows] for k in view.join_keys}
-        requests.append({"features": [f"{view.name}:{f}" for f in view.fields], "entities": entities})
+        requests.append(
+            {"features": [f"{view.name}:{f}" for f in view.fields], "entities": entities}
+        )
     for name, projections in project.services.items():
         first_view = project.views[projections[0][0]]
         table = tables[sources[first_view.name]]
@@ -126,7 +132,9 @@ def _show(console: Console, tenant: str, request: dict[str, Any], answer: dict[s
         for col in answer["results"]:
             value = col["values"][i]
             text = json.dumps(value) if not isinstance(value, str) else value
-            cells.append(text if col["statuses"][i] == "PRESENT" else f"[dim]{col['statuses'][i]}[/]")
+            cells.append(
+                text if col["statuses"][i] == "PRESENT" else f"[dim]{col['statuses'][i]}[/]"
+            )
         table.add_row(*cells)
     console.print(table)
 
@@ -147,7 +155,9 @@ def run_demo(console: Console, *, once: bool, rows: int) -> None:
             console.print(f"[green]applied[/] {spec.name} ({result.seconds:.1f} s)")
             report = materialize_tenant(settings, spec)
             ingested = sum(i.rows for i in report.ingested.values())
-            console.print(f"[green]materialized[/] {spec.name}: {ingested} rows ({report.seconds:.1f} s)")
+            console.print(
+                f"[green]materialized[/] {spec.name}: {ingested} rows ({report.seconds:.1f} s)"
+            )
         serving = ServingCatalog.load(catalog, open_registry(settings))
         creds = CredentialStore(redis.Redis.from_url(settings.require_redis_url()), settings.pepper)
         tokens = {name: creds.issue(name).token for name in catalog}
@@ -158,7 +168,9 @@ def run_demo(console: Console, *, once: bool, rows: int) -> None:
             with httpx.Client(base_url=base, timeout=10) as http:
                 for name in catalog:
                     for body in sample_requests(serving, name, tables[name], sources[name]):
-                        resp = http.post("/get-online-features", json=body, headers=_auth(tokens[name]))
+                        resp = http.post(
+                            "/get-online-features", json=body, headers=_auth(tokens[name])
+                        )
                         if resp.status_code != 200:
                             raise FeatureplaneError(f"{name}: HTTP {resp.status_code}: {resp.text}")
                         _show(console, name, body, resp.json())
@@ -180,22 +192,33 @@ def _auth(token: str) -> dict[str, str]:
 def _view_sources(settings: Settings, catalog: TenantCatalog) -> dict[str, dict[str, str]]:
     registry = open_registry(settings)
     return {
-        name: {fv.name: fv.batch_source.name for fv in registry.list_feature_views(spec.feast_project)}
+        name: {
+            fv.name: fv.batch_source.name for fv in registry.list_feature_views(spec.feast_project)
+        }
         for name, spec in catalog.items()
     }
 
 
 def _show_isolation(
-    console: Console, http: httpx.Client, catalog: TenantCatalog, serving: ServingCatalog, tokens: dict[str, str]
+    console: Console,
+    http: httpx.Client,
+    catalog: TenantCatalog,
+    serving: ServingCatalog,
+    tokens: dict[str, str],
 ) -> None:
     names = list(catalog)
     if len(names) < 2:
         return
     reader, owner = names[0], names[1]
     view = next(iter(serving.projects[catalog[owner].feast_project].views.values()))
-    body = {"features": [f"{view.name}:{next(iter(view.fields))}"], "entities": {k: ["x"] for k in view.join_keys}}
+    body = {
+        "features": [f"{view.name}:{next(iter(view.fields))}"],
+        "entities": {k: ["x"] for k in view.join_keys},
+    }
     resp = http.post("/get-online-features", json=body, headers=_auth(tokens[reader]))
-    console.print(f"isolation: {reader} reading {owner}'s {view.name} -> HTTP {resp.status_code} {resp.text}")
+    console.print(
+        f"isolation: {reader} reading {owner}'s {view.name} -> HTTP {resp.status_code} {resp.text}"
+    )
     resp = http.post("/get-online-features", json=body)
     console.print(f"isolation: no token -> HTTP {resp.status_code} {resp.text}")
 
@@ -223,7 +246,8 @@ def _print_next_steps(
     console.print(curl, highlight=False, soft_wrap=True)
     console.print(f"metrics: curl -s {base}/metrics | grep featureplane_", highlight=False)
     console.print(
-        f"environment: FEATUREPLANE_REDIS_URL={settings.redis_url} FEATUREPLANE_REGISTRY={settings.registry_url} "
+        f"environment: FEATUREPLANE_REDIS_URL={settings.redis_url} "
+        f"FEATUREPLANE_REGISTRY={settings.registry_url} "
         f"FEATUREPLANE_DATA_DIR={settings.data_path}",
         highlight=False,
         soft_wrap=True,

@@ -41,6 +41,8 @@ def generate(settings: Settings, spec: TenantSpec, rows: int, now: datetime) -> 
 def land_samples(settings: Settings, spec: TenantSpec, rows: int, now: datetime) -> dict[str, Path]:
     """Generate and drop one batch per source into the tenant's landing folders."""
     return {
-        source: write_part(table, landing_dir(settings.data_path, spec.feast_project, source), "batch")
+        source: write_part(
+            table, landing_dir(settings.data_path, spec.feast_project, source), "batch"
+        )
         for source, table in generate(settings, spec, rows, now).items()
     }

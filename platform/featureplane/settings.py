@@ -17,7 +17,7 @@ _DEV_TOKEN_PEPPER = "featureplane-development-pepper-not-a-secret"
 
 
 class Settings(BaseSettings):
-    """featureplane configuration. Field ``x`` is set by the environment variable ``FEATUREPLANE_X``."""
+    """featureplane configuration: field ``x`` comes from the variable ``FEATUREPLANE_X``."""
 
     model_config = SettingsConfigDict(env_prefix="FEATUREPLANE_", extra="ignore")
 
@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     feature_repo_dir: Path = Path("feature_repo")
     token_pepper: SecretStr | None = Field(
         default=None,
-        description="HMAC key under which bearer-token hashes are stored. Required outside development.",
+        description="HMAC key for stored bearer-token digests. Required outside development.",
     )
     registry_refresh_seconds: float = Field(default=10.0, gt=0)
     redis_timeout_seconds: float = Field(default=1.0, gt=0)

@@ -35,7 +35,9 @@ def _required_env(name: str) -> str:
     return value
 
 
-def parquet_source(name: str, timestamp_field: str = "event_timestamp", **kwargs: Any) -> FileSource:
+def parquet_source(
+    name: str, timestamp_field: str = "event_timestamp", **kwargs: Any
+) -> FileSource:
     """A Feast FileSource over this project's offline Parquet folder for ``name``."""
     from feast import FileSource
 

@@ -73,19 +73,24 @@ class EmbeddedRedis:
                 if self._proc.poll() is not None or time.monotonic() > deadline:
                     err = self._proc.stderr.read().decode() if self._proc.stderr else ""
                     self.stop()
-                    raise ConfigError(f"redis-server on port {self.port} did not start: {err}") from None
+                    raise ConfigError(
+                        f"redis-server on port {self.port} did not start: {err}"
+                    ) from None
                 time.sleep(0.02)
         client.close()
         return self
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.terminate()
+                try:
+                    self._proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait()
+            if self._proc.stderr is not None:
+                self._proc.stderr.close()
         self._proc = None
         if self._dir is not None:
             self._dir.cleanup()
@@ -95,6 +100,9 @@ class EmbeddedRedis:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()

@@ -49,7 +49,9 @@ async def _refresh_forever(state: GatewayState, registry: BaseRegistry) -> None:
             state.registry_error = None
         except Exception as exc:  # keep serving the last good snapshot whatever went wrong
             state.registry_error = f"{type(exc).__name__}: {exc}"[:300]
-            log.warning("registry refresh failed, serving the previous snapshot: %s", state.registry_error)
+            log.warning(
+                "registry refresh failed, serving the previous snapshot: %s", state.registry_error
+            )
 
 
 def create_app(settings: Settings | None = None, *, reader: OnlineReader | None = None) -> FastAPI:

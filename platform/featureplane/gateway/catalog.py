@@ -57,7 +57,10 @@ def _value_type(dtype: Any) -> int:
 
 
 def compile_project(registry: BaseRegistry, project: str) -> ProjectPlan:
-    entities = {e.join_key: int(e.value_type.value) for e in registry.list_entities(project, allow_cache=False)}
+    entities = {
+        e.join_key: int(e.value_type.value)
+        for e in registry.list_entities(project, allow_cache=False)
+    }
     views: dict[str, ViewPlan] = {}
     for fv in registry.list_feature_views(project, allow_cache=False):
         key_types = {c.name: _value_type(c.dtype) for c in fv.entity_columns}
@@ -80,7 +83,9 @@ def compile_project(registry: BaseRegistry, project: str) -> ProjectPlan:
         )
         for fs in registry.list_feature_services(project, allow_cache=False)
     }
-    odfvs = frozenset(v.name for v in registry.list_on_demand_feature_views(project, allow_cache=False))
+    odfvs = frozenset(
+        v.name for v in registry.list_on_demand_feature_views(project, allow_cache=False)
+    )
     return ProjectPlan(project, views, services, odfvs)
 
 
@@ -92,7 +97,10 @@ class ServingCatalog:
 
     @classmethod
     def load(cls, tenants: TenantCatalog, registry: BaseRegistry) -> ServingCatalog:
-        projects = {spec.feast_project: compile_project(registry, spec.feast_project) for spec in tenants.values()}
+        projects = {
+            spec.feast_project: compile_project(registry, spec.feast_project)
+            for spec in tenants.values()
+        }
         return cls(tenants, projects)
 
     # -- resolution -------------------------------------------------------------------------
@@ -110,9 +118,8 @@ class ServingCatalog:
             plan = self.projects.get(owner.feast_project)
             if plan is None:
                 continue
-            if kind == "view" and name in views and name in plan.views:
-                found.append(plan)
-            elif kind == "service" and name in services and name in plan.services:
+            shared, present = (views, plan.views) if kind == "view" else (services, plan.services)
+            if name in shared and name in present:
                 found.append(plan)
         return found
 
@@ -133,7 +140,9 @@ class ServingCatalog:
         label = "feature view" if kind == "view" else "feature service"
         if len(granted) > 1:
             owners = ", ".join(sorted(p.project for p in granted))
-            raise BadRequestError(f"{label} {name!r} is shared with you by several projects ({owners})")
+            raise BadRequestError(
+                f"{label} {name!r} is shared with you by several projects ({owners})"
+            )
         if self._foreign(tenant, name, kind):
             raise PermissionDeniedError(f"tenant {tenant.name!r} may not read {label} {name!r}")
         if kind == "view" and name in own.on_demand:
@@ -150,7 +159,9 @@ class ServingCatalog:
             for view_name, feats in project.services[service]:
                 plan = project.views.get(view_name)
                 if plan is None:
-                    raise BadRequestError(f"feature service {service!r} uses {view_name!r}, which is not servable")
+                    raise BadRequestError(
+                        f"feature service {service!r} uses {view_name!r}, which is not servable"
+                    )
                 reads.append(ViewRead(plan, feats or tuple(plan.fields), view_name))
             return reads
         if not features:
@@ -159,13 +170,17 @@ class ServingCatalog:
         for ref in features:
             view_name, sep, feature = ref.partition(":")
             if not sep or not view_name or not feature or ":" in feature:
-                raise BadRequestError(f"feature reference {ref!r} is not of the form 'feature_view:feature'")
+                raise BadRequestError(
+                    f"feature reference {ref!r} is not of the form 'feature_view:feature'"
+                )
             grouped.setdefault(view_name, []).append(feature)
         reads = []
-        for view_name, feats in grouped.items():
+        for view_name, requested in grouped.items():
             plan = self._locate(tenant, view_name, "view").views[view_name]
-            for feature in feats:
+            for feature in requested:
                 if feature not in plan.fields:
-                    raise BadRequestError(f"unknown feature {feature!r} in feature view {view_name!r}")
-            reads.append(ViewRead(plan, tuple(feats), view_name))
+                    raise BadRequestError(
+                        f"unknown feature {feature!r} in feature view {view_name!r}"
+                    )
+            reads.append(ViewRead(plan, tuple(requested), view_name))
         return reads

@@ -29,8 +29,18 @@ from featureplane.errors import BadRequestError
 # feast.value_type.ValueType numbers of the join-key types Feast can serialize.
 BYTES, STRING, INT32, INT64, UNIX_TIMESTAMP = 1, 2, 3, 4, 8
 KEY_TYPES = frozenset({BYTES, STRING, INT32, INT64, UNIX_TIMESTAMP})
-_TYPE_NAMES = {BYTES: "bytes", STRING: "string", INT32: "int32", INT64: "int64", UNIX_TIMESTAMP: "unix_timestamp"}
-_INT_RANGES = {INT32: (-(2**31), 2**31 - 1), INT64: (-(2**63), 2**63 - 1), UNIX_TIMESTAMP: (-(2**63), 2**63 - 1)}
+_TYPE_NAMES = {
+    BYTES: "bytes",
+    STRING: "string",
+    INT32: "int32",
+    INT64: "int64",
+    UNIX_TIMESTAMP: "unix_timestamp",
+}
+_INT_RANGES = {
+    INT32: (-(2**31), 2**31 - 1),
+    INT64: (-(2**63), 2**63 - 1),
+    UNIX_TIMESTAMP: (-(2**63), 2**63 - 1),
+}
 EPOCH = "1970-01-01T00:00:00Z"
 
 
@@ -54,11 +64,12 @@ def key_names_prefix(join_keys: Iterable[str]) -> bytes:
 
 
 def coerce_key_value(join_key: str, value_type: int, value: Any) -> tuple[Any, bytes]:
-    """Validate one JSON join-key value; returns the value as Feast would echo it and its key bytes."""
+    """Validate one JSON join-key value: returns it as Feast would echo it, and its key bytes."""
     if value_type in _INT_RANGES:
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise BadRequestError(
-                f"entity {join_key!r}: expected {_TYPE_NAMES[value_type]}, got {json_type(value)} {value!r}"
+                f"entity {join_key!r}: expected {_TYPE_NAMES[value_type]}, "
+                f"got {json_type(value)} {value!r}"
             )
         if isinstance(value, str):
             try:
@@ -69,17 +80,23 @@ def coerce_key_value(join_key: str, value_type: int, value: Any) -> tuple[Any, b
                 ) from None
         low, high = _INT_RANGES[value_type]
         if not low <= value <= high:
-            raise BadRequestError(f"entity {join_key!r}: {value} is out of range for {_TYPE_NAMES[value_type]}")
+            raise BadRequestError(
+                f"entity {join_key!r}: {value} is out of range for {_TYPE_NAMES[value_type]}"
+            )
         raw = struct.pack("<i" if value_type == INT32 else "<q", value)
         return value, struct.pack("<II", value_type, len(raw)) + raw
     if value_type == STRING:
         if not isinstance(value, str):
-            raise BadRequestError(f"entity {join_key!r}: expected string, got {json_type(value)} {value!r}")
+            raise BadRequestError(
+                f"entity {join_key!r}: expected string, got {json_type(value)} {value!r}"
+            )
         raw = value.encode()
         return value, struct.pack("<II", STRING, len(raw)) + raw
     if value_type == BYTES:
         if not isinstance(value, str):
-            raise BadRequestError(f"entity {join_key!r}: expected base64 bytes, got {json_type(value)}")
+            raise BadRequestError(
+                f"entity {join_key!r}: expected base64 bytes, got {json_type(value)}"
+            )
         try:
             raw = base64.b64decode(value, validate=True)
         except ValueError:
@@ -91,9 +108,14 @@ def coerce_key_value(join_key: str, value_type: int, value: Any) -> tuple[Any, b
 def json_type(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
-        type(value), type(value).__name__
-    )
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
 
 
 @lru_cache(maxsize=65536)
@@ -111,11 +133,6 @@ def timestamp_text(raw: bytes) -> str:
     if nanos % 1_000 == 0:
         return f"{base}.{nanos // 1_000:06d}Z"
     return f"{base}.{nanos:09d}Z"
-
-
-def timestamp_seconds(raw: bytes) -> float:
-    ts = Timestamp.FromString(raw)
-    return ts.seconds + ts.nanos / 1e9
 
 
 def _float(f: float) -> float | str:

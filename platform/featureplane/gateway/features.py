@@ -8,7 +8,11 @@ from pydantic import ValidationError
 
 from featureplane.errors import BadRequestError, InvalidRequestError, UnsupportedMediaTypeError
 from featureplane.gateway.lookup import lookup
-from featureplane.gateway.models import ErrorResponse, GetOnlineFeaturesRequest, GetOnlineFeaturesResponse
+from featureplane.gateway.models import (
+    ErrorResponse,
+    GetOnlineFeaturesRequest,
+    GetOnlineFeaturesResponse,
+)
 from featureplane.gateway.state import StateDep, TenantDep
 from featureplane.observability.metrics import ENTITY_ROWS
 
@@ -29,7 +33,9 @@ _ERRORS = {
 
 def _parse(body: bytes, content_type: str | None) -> GetOnlineFeaturesRequest:
     if content_type and "json" not in content_type.split(";", 1)[0].lower():
-        raise UnsupportedMediaTypeError(f"expected Content-Type application/json, got {content_type!r}")
+        raise UnsupportedMediaTypeError(
+            f"expected Content-Type application/json, got {content_type!r}"
+        )
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -42,7 +48,9 @@ def _parse(body: bytes, content_type: str | None) -> GetOnlineFeaturesRequest:
             for e in exc.errors(include_url=False, include_input=False)
         ]
         summary = "; ".join(f"{d['field']}: {d['problem']}" for d in details[:5])
-        raise InvalidRequestError(f"not a get-online-features request: {summary}", details) from None
+        raise InvalidRequestError(
+            f"not a get-online-features request: {summary}", details
+        ) from None
 
 
 @router.post(
@@ -52,7 +60,9 @@ def _parse(body: bytes, content_type: str | None) -> GetOnlineFeaturesRequest:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": GetOnlineFeaturesRequest.model_json_schema()}},
+            "content": {
+                "application/json": {"schema": GetOnlineFeaturesRequest.model_json_schema()}
+            },
         }
     },
 )

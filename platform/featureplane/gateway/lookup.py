@@ -23,13 +23,13 @@ PRESENT, NULL_VALUE, NOT_FOUND = "PRESENT", "NULL_VALUE", "NOT_FOUND"
 
 
 def _output_names(reads: Sequence[ViewRead], full_feature_names: bool) -> list[str]:
-    names = [
-        f"{r.prefix}__{f}" if full_feature_names else f for r in reads for f in r.features
-    ]
+    names = [f"{r.prefix}__{f}" if full_feature_names else f for r in reads for f in r.features]
     collided = sorted(n for n, count in Counter(names).items() if count > 1)
     if collided:
         hint = "" if full_feature_names else "; set full_feature_names to tell them apart"
-        raise BadRequestError(f"feature names requested more than once: {', '.join(collided)}{hint}")
+        raise BadRequestError(
+            f"feature names requested more than once: {', '.join(collided)}{hint}"
+        )
     return names
 
 
@@ -85,7 +85,11 @@ async def lookup(
         seen: dict[bytes, int] = {}
         row_slots = []
         for i in range(rows):
-            key = plan.key_prefix + b"".join(key_bytes[k][i] for k in plan.join_keys) + plan.key_suffix
+            key = (
+                plan.key_prefix
+                + b"".join(key_bytes[k][i] for k in plan.join_keys)
+                + plan.key_suffix
+            )
             slot = seen.get(key)
             if slot is None:
                 slot = seen[key] = len(commands)
@@ -96,7 +100,11 @@ async def lookup(
         replies = await reader.read(commands)
 
     results: list[dict[str, Any]] = [
-        {"values": echoed[k], "statuses": [PRESENT] * rows, "event_timestamps": [codec.EPOCH] * rows}
+        {
+            "values": echoed[k],
+            "statuses": [PRESENT] * rows,
+            "event_timestamps": [codec.EPOCH] * rows,
+        }
         for k in join_keys
     ]
     for r, row_slots in zip(reads, slots, strict=True):
@@ -126,5 +134,7 @@ async def lookup(
                 columns[j][i] = values[j]
                 statuses[j][i] = row_statuses[j]
         for j in range(n):
-            results.append({"values": columns[j], "statuses": statuses[j], "event_timestamps": stamps})
+            results.append(
+                {"values": columns[j], "statuses": statuses[j], "event_timestamps": stamps}
+            )
     return {"metadata": {"feature_names": join_keys + names}, "results": results}

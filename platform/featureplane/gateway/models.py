@@ -13,10 +13,10 @@ class GetOnlineFeaturesRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     entities: dict[str, list[Any]] = Field(
-        description="Join key -> one value per entity row, e.g. {\"account_id\": [1, 2]}."
+        description='Join key -> one value per entity row, e.g. {"account_id": [1, 2]}.'
     )
     feature_service: str | None = None
-    features: list[str] = Field(default_factory=list, description="\"feature_view:feature\" refs.")
+    features: list[str] = Field(default_factory=list, description='"feature_view:feature" refs.')
     full_feature_names: bool = False
     include_feature_view_version_metadata: bool = False
 

@@ -32,7 +32,9 @@ async def ready(state: StateDep) -> JSONResponse:
         "projects": sorted(catalog.projects),
     }
     status = 200 if store_ok and catalog.projects else 503
-    return JSONResponse({"status": "ready" if status == 200 else "not_ready", "checks": checks}, status)
+    return JSONResponse(
+        {"status": "ready" if status == 200 else "not_ready", "checks": checks}, status
+    )
 
 
 @router.get("/metrics")

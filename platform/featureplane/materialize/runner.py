@@ -6,7 +6,7 @@
 2. Online: Feast materializes each feature view over its window. Incremental by default: from
    the end of the last run (or the earliest event of a newly ingested batch, if older; or the
    earliest offline event on the first run — Feast's own first incremental run would only load
-   now − ttl) to now.
+   now - ttl) to now.
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ def _utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def _ingest_source(settings: Settings, project: str, source: str, path: Path, ts_field: str) -> SourceIngest:
+def _ingest_source(
+    settings: Settings, project: str, source: str, path: Path, ts_field: str
+) -> SourceIngest:
     result = SourceIngest(source)
     landing = landing_dir(settings.data_path, project, source)
     archive = settings.data_path / "archive" / project / source
@@ -145,7 +147,8 @@ def materialize_tenant(
     views = [fv for fv in store.list_feature_views() if fv.online]
     if not views:
         raise MaterializationError(
-            f"project {spec.feast_project!r} has no online feature views: run `featureplane apply {spec.name}` first"
+            f"project {spec.feast_project!r} has no online feature views: "
+            f"run `featureplane apply {spec.name}` first"
         )
     for fv in views:
         source = fv.batch_source
@@ -165,7 +168,9 @@ def materialize_tenant(
         try:
             store.materialize(start_date=window[0], end_date=window[1], feature_views=[fv.name])
         except Exception as exc:  # Feast raises anything from its engines; report which view.
-            raise MaterializationError(f"{spec.name}/{fv.name}: {type(exc).__name__}: {exc}") from exc
+            raise MaterializationError(
+                f"{spec.name}/{fv.name}: {type(exc).__name__}: {exc}"
+            ) from exc
         report.views.append(ViewRun(fv.name, *window, time.perf_counter() - view_began))
     report.seconds = time.perf_counter() - began
     return report

@@ -68,7 +68,11 @@ class CredentialStore:
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(
             CRED_PREFIX + token_id,
-            mapping={"tenant": tenant, "digest": token_digest(self._pepper, token), "created_at": created},
+            mapping={
+                "tenant": tenant,
+                "digest": token_digest(self._pepper, token),
+                "created_at": created,
+            },
         )
         pipe.sadd(TENANT_CREDS_PREFIX + tenant, token_id)
         pipe.execute()
@@ -85,11 +89,12 @@ class CredentialStore:
 
     def revoke(self, token_id: str) -> str | None:
         """Delete a token; returns its tenant, or None if there was no such token."""
-        tenant = self._redis.hget(CRED_PREFIX + token_id, "tenant")
-        if tenant is None:
+        raw = self._redis.hget(CRED_PREFIX + token_id, "tenant")
+        if raw is None:
             return None
+        tenant = str(raw.decode())
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(CRED_PREFIX + token_id)
-        pipe.srem(TENANT_CREDS_PREFIX + tenant.decode(), token_id)
+        pipe.srem(TENANT_CREDS_PREFIX + tenant, token_id)
         pipe.execute()
-        return tenant.decode()
+        return tenant

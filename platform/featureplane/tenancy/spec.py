@@ -41,7 +41,7 @@ class Sla(_Strict):
     )
     freshness_seconds: dict[ObjectName, Annotated[int, Field(gt=0)]] = Field(
         default_factory=dict,
-        description="Per feature view: the largest acceptable now − newest event time, in seconds.",
+        description="Per feature view: the largest acceptable now - newest event time, in seconds.",
     )
 
 

@@ -1,0 +1,47 @@
+# featureplane — everything a user or CI runs. `make demo` and `make test` set up what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help demo test lint typecheck system-deps venv clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+system-deps:  ## Install the Debian packages the demo and tests start (as root, when missing)
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "missing Debian packages:$$missing — install them (or run make as root)"; exit 1; fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)  ## Create .venv with featureplane and its pinned dependencies
+
+demo: system-deps venv  ## Generate data, apply, materialize, serve and call the gateway for every tenant
+	$(BIN)/featureplane demo $(DEMO_ARGS)
+
+lint: venv  ## ruff, mypy (strict) and the generated-file staleness checks
+	$(BIN)/ruff check platform tests
+	$(BIN)/ruff format --check platform tests
+	$(BIN)/mypy
+	$(BIN)/featureplane tenants schema --check
+
+test: system-deps venv lint  ## Lint, then the whole suite against real Redis, PostgreSQL and Feast
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:  ## Remove the venv and the demo's data
+	rm -rf $(VENV) .featureplane .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,132 @@
+"""The gateway's reading of Feast's byte format, checked against Feast's own functions."""
+
+from __future__ import annotations
+
+import base64
+import math
+from datetime import UTC, datetime
+
+import pytest
+from feast.feature_server_utils import _timestamp_to_str, _value_to_native
+from feast.infra.online_stores.helpers import _mmh3, _redis_key
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+from feast.protos.feast.types.Value_pb2 import (
+    BoolList,
+    BytesList,
+    DoubleList,
+    FloatList,
+    Int32List,
+    Int64List,
+    StringList,
+)
+from feast.protos.feast.types.Value_pb2 import Value as V
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from featureplane.errors import BadRequestError
+from featureplane.gateway import codec
+
+
+def _our_key(project: str, keys: dict[str, tuple[int, object]]) -> bytes:
+    names = sorted(keys)
+    return (
+        codec.key_names_prefix(names)
+        + b"".join(codec.coerce_key_value(k, *keys[k])[1] for k in names)
+        + project.encode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("keys", "proto_values"),
+    [
+        ({"account_id": (codec.INT64, 123456)}, [V(int64_val=123456)]),
+        ({"account_id": (codec.INT64, -47)}, [V(int64_val=-47)]),
+        ({"n": (codec.INT32, 2**31 - 1)}, [V(int32_val=2**31 - 1)]),
+        ({"user_id": (codec.STRING, "ü-123")}, [V(string_val="ü-123")]),
+        (
+            {"blob": (codec.BYTES, base64.b64encode(b"\x00\xff").decode())},
+            [V(bytes_val=b"\x00\xff")],
+        ),
+        ({"at": (codec.UNIX_TIMESTAMP, 1_700_000_000)}, [V(unix_timestamp_val=1_700_000_000)]),
+        (
+            {"store_id": (codec.INT64, 7), "sku": (codec.STRING, "sku-00001")},
+            [V(int64_val=7), V(string_val="sku-00001")],
+        ),
+    ],
+)
+def test_entity_keys_equal_feasts(
+    keys: dict[str, tuple[int, object]], proto_values: list[V]
+) -> None:
+    entity_key = EntityKey(join_keys=list(keys), entity_values=proto_values)
+    assert _our_key("scale", keys) == _redis_key("scale", entity_key, 3)
+
+
+def test_feature_fields_equal_feasts() -> None:
+    assert codec.feature_field("user_features", "f_float_0") == _mmh3("user_features:f_float_0")
+    assert codec.feature_field("user_features", "f_float_0") == b"O)\x18\xe4"
+    assert codec.timestamp_field("account_stats") == b"_ts:account_stats"
+
+
+VALUES = [
+    V(),
+    V(null_val=0),
+    V(int32_val=-5),
+    V(int64_val=2**62),
+    V(double_val=0.1),
+    V(double_val=math.nan),
+    V(double_val=-math.inf),
+    V(float_val=1.5),
+    V(float_val=math.inf),
+    V(bool_val=True),
+    V(string_val="héllo"),
+    V(bytes_val=b"\x00\x01\xfe"),
+    V(unix_timestamp_val=1_700_000_000),
+    V(int32_list_val=Int32List(val=[1, -2])),
+    V(int64_list_val=Int64List(val=[3, 4])),
+    V(double_list_val=DoubleList(val=[0.5, math.nan])),
+    V(float_list_val=FloatList(val=[0.25])),
+    V(bool_list_val=BoolList(val=[True, False])),
+    V(string_list_val=StringList(val=["a", "b"])),
+    V(bytes_list_val=BytesList(val=[b"x", b"\x00"])),
+    V(string_list_val=StringList(val=[])),
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=lambda v: v.WhichOneof("val") or "empty")
+def test_values_render_as_feast_serve_does(value: V) -> None:
+    ours = codec.decode_value(value.SerializeToString())
+    theirs = _value_to_native(value)
+    if isinstance(theirs, float) and math.isnan(theirs):  # pragma: no cover - NaN is a string
+        pytest.fail("NaN must be rendered as a string")
+    assert ours == theirs
+    assert type(ours) is type(theirs)
+
+
+@pytest.mark.parametrize("nanos", [0, 5_000_000, 123_000, 7])
+def test_timestamps_render_as_feast_serve_does(nanos: int) -> None:
+    ts = Timestamp(
+        seconds=int(datetime(2026, 11, 27, 15, 30, 51, tzinfo=UTC).timestamp()), nanos=nanos
+    )
+    assert codec.timestamp_text(ts.SerializeToString()) == _timestamp_to_str(ts)
+    assert codec.timestamp_text(Timestamp().SerializeToString()) == "1970-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("value_type", "value", "problem"),
+    [
+        (codec.INT64, "abc", "expected int64, got string 'abc'"),
+        (codec.INT64, 1.5, "expected int64, got number"),
+        (codec.INT64, True, "expected int64, got boolean"),
+        (codec.INT64, None, "expected int64, got null"),
+        (codec.INT64, 2**63, "out of range for int64"),
+        (codec.INT32, 2**31, "out of range for int32"),
+        (codec.STRING, 5, "expected string, got integer"),
+        (codec.BYTES, "%%%", "not valid base64"),
+    ],
+)
+def test_bad_key_values_are_named(value_type: int, value: object, problem: str) -> None:
+    with pytest.raises(BadRequestError, match=problem):
+        codec.coerce_key_value("k", value_type, value)
+
+
+def test_numeric_strings_are_accepted_for_int_keys_as_feast_does() -> None:
+    assert codec.coerce_key_value("k", codec.INT64, "42")[0] == 42
