@@ -263,7 +263,7 @@ def main() -> None:
     try:
         app()
     except FeatureplaneError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
 
 

@@ -11,7 +11,9 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,7 +34,7 @@ from featureplane.gateway.catalog import ServingCatalog
 from featureplane.materialize.runner import materialize_tenant
 from featureplane.registry.apply import apply_tenant
 from featureplane.registry.feast_config import open_registry
-from featureplane.samples import land_samples
+from featureplane.samples import generate, land_samples
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.credentials import CredentialStore
@@ -53,8 +55,6 @@ def _store(settings: Settings, console: Console) -> Iterator[Settings]:
 def _demo_settings(console: Console) -> Settings:
     settings = Settings()
     if "FEATUREPLANE_DATA_DIR" not in os.environ:
-        import shutil
-
         shutil.rmtree(DEMO_DATA_DIR, ignore_errors=True)
         settings = settings.model_copy(update={"data_dir": DEMO_DATA_DIR})
     console.print(f"data folder {settings.data_path}, registry {settings.registry_url}")
@@ -125,13 +125,14 @@ def _show(console: Console, tenant: str, request: dict[str, Any], answer: dict[s
     what = request.get("feature_service") or request["features"][0].split(":")[0]
     table = Table(title=f"{tenant}: {what}", title_justify="left")
     for name in names:
-        table.add_column(name, overflow="fold", max_width=28)
+        table.add_column(name, overflow="ellipsis", no_wrap=True, max_width=30)
     rows = len(answer["results"][0]["values"])
     for i in range(rows):
         cells = []
         for col in answer["results"]:
             value = col["values"][i]
             text = json.dumps(value) if not isinstance(value, str) else value
+            text = text if len(text) <= 30 else text[:29] + "…"
             cells.append(
                 text if col["statuses"][i] == "PRESENT" else f"[dim]{col['statuses'][i]}[/]"
             )
@@ -147,8 +148,6 @@ def run_demo(console: Console, *, once: bool, rows: int) -> None:
         now = datetime.now(UTC)
         tables: dict[str, dict[str, pa.Table]] = {}
         for spec in catalog.values():
-            from featureplane.samples import generate
-
             tables[spec.name] = generate(settings, spec, rows, now)
             land_samples(settings, spec, rows, now)
             result = apply_tenant(settings, spec)
@@ -161,10 +160,11 @@ def run_demo(console: Console, *, once: bool, rows: int) -> None:
         serving = ServingCatalog.load(catalog, open_registry(settings))
         creds = CredentialStore(redis.Redis.from_url(settings.require_redis_url()), settings.pepper)
         tokens = {name: creds.issue(name).token for name in catalog}
-        port = settings.gateway_port if settings.gateway_port and not once else free_port()
+        port = _pick_port(settings.gateway_port)
         with _gateway(settings, port) as base:
             console.print(f"gateway ready at {base} (2 workers)")
             sources = _view_sources(settings, catalog)
+            rows_by_view: dict[str, dict[str, Any]] = {name: {} for name in catalog}
             with httpx.Client(base_url=base, timeout=10) as http:
                 for name in catalog:
                     for body in sample_requests(serving, name, tables[name], sources[name]):
@@ -174,15 +174,32 @@ def run_demo(console: Console, *, once: bool, rows: int) -> None:
                         if resp.status_code != 200:
                             raise FeatureplaneError(f"{name}: HTTP {resp.status_code}: {resp.text}")
                         _show(console, name, body, resp.json())
-                _show_isolation(console, http, catalog, serving, tokens)
+                        if "features" in body:
+                            view = body["features"][0].split(":")[0]
+                            rows_by_view[name][view] = body["entities"]
+                _show_isolation(console, http, catalog, serving, tokens, rows_by_view)
             _print_next_steps(console, settings, base, tokens, serving, catalog, tables, sources)
             console.print(f"demo took {time.perf_counter() - started:.1f} s")
             if once or not sys.stdin.isatty():
+                console.print(
+                    "stopping the gateway (--once or no terminal); "
+                    "run `make demo` in a terminal to keep it serving"
+                )
                 return
             console.print("[bold]serving until Ctrl-C[/]")
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(3600)
+
+
+def _pick_port(preferred: int) -> int:
+    """The configured port (8080 by default) when it is free, else any free one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            return free_port()
+    return preferred
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -205,22 +222,37 @@ def _show_isolation(
     catalog: TenantCatalog,
     serving: ServingCatalog,
     tokens: dict[str, str],
+    shared_rows: dict[str, dict[str, Any]],
 ) -> None:
-    names = list(catalog)
-    if len(names) < 2:
-        return
-    reader, owner = names[0], names[1]
-    view = next(iter(serving.projects[catalog[owner].feast_project].views.values()))
-    body = {
-        "features": [f"{view.name}:{next(iter(view.fields))}"],
-        "entities": {k: ["x"] for k in view.join_keys},
-    }
-    resp = http.post("/get-online-features", json=body, headers=_auth(tokens[reader]))
-    console.print(
-        f"isolation: {reader} reading {owner}'s {view.name} -> HTTP {resp.status_code} {resp.text}"
-    )
-    resp = http.post("/get-online-features", json=body)
-    console.print(f"isolation: no token -> HTTP {resp.status_code} {resp.text}")
+    """A read through a sharing grant, a cross-tenant read without one, a read without a token."""
+    shown_shared = shown_forbidden = False
+    for owner in catalog.values():
+        for reader in catalog.values():
+            if reader.name == owner.name:
+                continue
+            granted, _ = owner.grants_to(reader.name)
+            for view in serving.projects[owner.feast_project].views.values():
+                body = {
+                    "features": [f"{view.name}:{f}" for f in view.fields],
+                    "entities": shared_rows[owner.name][view.name],
+                }
+                if view.name in granted and not shown_shared:
+                    resp = http.post(
+                        "/get-online-features", json=body, headers=_auth(tokens[reader.name])
+                    )
+                    _show(console, f"{reader.name} (shared by {owner.name})", body, resp.json())
+                    shown_shared = True
+                elif view.name not in granted and not shown_forbidden:
+                    resp = http.post(
+                        "/get-online-features", json=body, headers=_auth(tokens[reader.name])
+                    )
+                    console.print(
+                        f"isolation: {reader.name} reading {owner.name}'s {view.name} -> "
+                        f"HTTP {resp.status_code} {resp.text}"
+                    )
+                    resp = http.post("/get-online-features", json=body)
+                    console.print(f"isolation: no token -> HTTP {resp.status_code} {resp.text}")
+                    shown_forbidden = True
 
 
 def _print_next_steps(

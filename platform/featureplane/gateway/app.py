@@ -102,5 +102,13 @@ def create_app(settings: Settings | None = None, *, reader: OnlineReader | None 
         REQUEST_ERRORS.labels(tenant, route, exc.code).inc()
         return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        body = {
+            "error": {"code": "internal_error", "message": "internal error; see the gateway log"}
+        }
+        return JSONResponse(body, status_code=500)
+
     app.add_middleware(MetricsMiddleware)
     return app
