@@ -104,8 +104,9 @@ def deployment(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFac
         land_samples(settings, spec, SAMPLE_ROWS, now)
         apply_tenant(settings, spec)
         materialize_tenant(settings, spec)
-    creds = CredentialStore(redis.Redis.from_url(redis_server.url), settings.pepper)
-    tokens = {name: creds.issue(name).token for name in catalog}
+    with redis.Redis.from_url(redis_server.url) as client:
+        creds = CredentialStore(client, settings.pepper)
+        tokens = {name: creds.issue(name).token for name in catalog}
     return Deployment(settings, catalog, tables, tokens, now)
 
 

@@ -33,7 +33,7 @@ from featureplane.errors import FeatureplaneError
 from featureplane.gateway.catalog import ServingCatalog
 from featureplane.materialize.runner import materialize_tenant
 from featureplane.registry.apply import apply_tenant
-from featureplane.registry.feast_config import open_registry
+from featureplane.registry.feast_config import close_registry, open_registry
 from featureplane.samples import generate, land_samples
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
@@ -157,13 +157,24 @@ def run_demo(console: Console, *, once: bool, rows: int) -> None:
             console.print(
                 f"[green]materialized[/] {spec.name}: {ingested} rows ({report.seconds:.1f} s)"
             )
-        serving = ServingCatalog.load(catalog, open_registry(settings))
-        creds = CredentialStore(redis.Redis.from_url(settings.require_redis_url()), settings.pepper)
-        tokens = {name: creds.issue(name).token for name in catalog}
+        registry = open_registry(settings)
+        try:
+            serving = ServingCatalog.load(catalog, registry)
+            sources = {
+                name: {
+                    fv.name: fv.batch_source.name
+                    for fv in registry.list_feature_views(spec.feast_project)
+                }
+                for name, spec in catalog.items()
+            }
+        finally:
+            close_registry(registry)
+        with redis.Redis.from_url(settings.require_redis_url()) as client:
+            creds = CredentialStore(client, settings.pepper)
+            tokens = {name: creds.issue(name).token for name in catalog}
         port = _pick_port(settings.gateway_port)
         with _gateway(settings, port) as base:
             console.print(f"gateway ready at {base} (2 workers)")
-            sources = _view_sources(settings, catalog)
             rows_by_view: dict[str, dict[str, Any]] = {name: {} for name in catalog}
             with httpx.Client(base_url=base, timeout=10) as http:
                 for name in catalog:
@@ -204,16 +215,6 @@ def _pick_port(preferred: int) -> int:
 
 def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def _view_sources(settings: Settings, catalog: TenantCatalog) -> dict[str, dict[str, str]]:
-    registry = open_registry(settings)
-    return {
-        name: {
-            fv.name: fv.batch_source.name for fv in registry.list_feature_views(spec.feast_project)
-        }
-        for name, spec in catalog.items()
-    }
 
 
 def _show_isolation(

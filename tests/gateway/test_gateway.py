@@ -12,17 +12,22 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from feast.feature_server_utils import convert_response_to_dict
 from prometheus_client.parser import text_string_to_metric_families
 
 from featureplane.gateway import codec
-from featureplane.registry.feast_config import feature_store, open_registry
+from featureplane.registry.feast_config import close_registry, feature_store, open_registry
+from featureplane.tenancy.credentials import CredentialStore
 from tests.conftest import Deployment, Gateway, bearer
 
 
 def _views(deployment: Deployment, tenant: str) -> list[Any]:
-    spec = deployment.catalog[tenant]
-    return open_registry(deployment.settings).list_feature_views(spec.feast_project)
+    registry = open_registry(deployment.settings)
+    try:
+        return list(registry.list_feature_views(deployment.catalog[tenant].feast_project))
+    finally:
+        close_registry(registry)
 
 
 def _absent(value: Any, i: int) -> Any:
@@ -226,18 +231,13 @@ def test_missing_or_unknown_credentials_are_401(
 
 
 def test_revoked_token_fails_at_once(deployment: Deployment, http: httpx.Client) -> None:
-    import redis
-
-    from featureplane.tenancy.credentials import CredentialStore
-
-    store = CredentialStore(
-        redis.Redis.from_url(deployment.settings.require_redis_url()), deployment.settings.pepper
-    )
-    issued = store.issue("fraud")
-    body = {"features": ["account_stats:txn_count_24h"], "entities": {"account_id": [1]}}
-    assert _post(http, issued.token, body).status_code == 200
-    store.revoke(issued.id)
-    assert _post(http, issued.token, body).status_code == 401
+    with redis.Redis.from_url(deployment.settings.require_redis_url()) as client:
+        store = CredentialStore(client, deployment.settings.pepper)
+        issued = store.issue("fraud")
+        body = {"features": ["account_stats:txn_count_24h"], "entities": {"account_id": [1]}}
+        assert _post(http, issued.token, body).status_code == 200
+        store.revoke(issued.id)
+        assert _post(http, issued.token, body).status_code == 401
 
 
 BAD_REQUESTS = [

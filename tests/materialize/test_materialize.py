@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import redis
 
 from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.materialize.parquet import read_parts, write_part
@@ -33,8 +32,6 @@ def test_write_part_is_atomic_and_content_addressed(tmp_path: Path) -> None:
 def test_first_run_loads_everything_then_runs_incrementally(
     redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
-    client = redis.Redis.from_url(redis_server.url)
-    client.select(0)
     settings = make_settings(tmp_path, redis_server.url.replace("/0", "/3"))
     spec = TenantCatalog.load(settings.tenants_path)["fraud"]
     apply_tenant(settings, spec)

@@ -8,12 +8,13 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from featureplane.embedded.redis import EmbeddedRedis, free_port
 from featureplane.registry.apply import apply_tenant
-from featureplane.registry.feast_config import open_registry
+from featureplane.registry.feast_config import close_registry, open_registry
 from featureplane.tenancy.catalog import TenantCatalog
 from tests.conftest import make_settings, require
 
@@ -92,6 +93,13 @@ def test_postgres_registry_holds_every_project(
     for spec in catalog.values():
         apply_tenant(settings, spec)
     registry = open_registry(settings)
+    try:
+        _check_projects(registry)
+    finally:
+        close_registry(registry)
+
+
+def _check_projects(registry: Any) -> None:
     projects = {p.name for p in registry.list_projects(allow_cache=False)}
     assert {"fraud", "recsys", "pricing"} <= projects
     views = {

@@ -9,7 +9,11 @@ from featureplane.tenancy.credentials import CRED_PREFIX, CredentialStore, parse
 
 
 def test_issue_list_revoke(redis_server: EmbeddedRedis) -> None:
-    client = redis.Redis.from_url(redis_server.url)
+    with redis.Redis.from_url(redis_server.url) as client:
+        _issue_list_revoke(client)
+
+
+def _issue_list_revoke(client: redis.Redis) -> None:
     store = CredentialStore(client, b"pepper")
     issued = store.issue("fraud")
     assert parse_token_id(issued.token) == issued.id

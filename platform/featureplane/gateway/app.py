@@ -26,7 +26,7 @@ from featureplane.gateway.reader import OnlineReader, RedisOnlineReader
 from featureplane.gateway.state import GatewayState
 from featureplane.observability.metrics import REQUEST_ERRORS, UNAUTHENTICATED, mark_process_dead
 from featureplane.observability.middleware import MetricsMiddleware
-from featureplane.registry.feast_config import open_registry
+from featureplane.registry.feast_config import close_registry, open_registry
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None, *, reader: OnlineReader | None 
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
             await redis_reader.aclose()
+            close_registry(registry)
             if reader is not None:
                 await reader.aclose()
             mark_process_dead(os.getpid())

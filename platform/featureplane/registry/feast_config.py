@@ -82,3 +82,11 @@ def open_registry(settings: Settings) -> BaseRegistry:
 
     config = RepoConfig(**render(settings, "featureplane"))
     return SqlRegistry(config.registry, config.project, None)
+
+
+def close_registry(registry: BaseRegistry) -> None:
+    """Release the registry's pooled database connections (Feast offers no close())."""
+    for name in ("read_engine", "write_engine"):  # the same engine when there is no replica
+        engine = getattr(registry, name, None)
+        if engine is not None:
+            engine.dispose()
