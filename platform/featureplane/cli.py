@@ -131,10 +131,27 @@ def tenants_tokens(tenant: str) -> None:
     """List TENANT's token ids and creation times (never the secrets)."""
     settings = _settings()
     spec = _catalog(settings).get_tenant(tenant)
-    table = Table("id", "tenant", "created")
+    table = Table("id", "tenant", "created", "expires")
     for info in _credentials(settings).list(spec.name):
-        table.add_row(info.id, info.tenant, info.created_at)
+        table.add_row(info.id, info.tenant, info.created_at, info.expires_at or "never")
     console.print(table)
+
+
+@tenants_app.command("rotate-token")
+def tenants_rotate_token(
+    token_id: str,
+    overlap: Annotated[
+        int, typer.Option(min=0, help="Seconds the old token keeps working (0: revoke it now).")
+    ] = 3600,
+) -> None:
+    """Issue a successor for a token; the old one expires after --overlap seconds."""
+    issued = _credentials(_settings()).rotate(token_id, overlap)
+    if issued is None:
+        raise FeatureplaneError(f"no token with id {token_id!r}")
+    err.print(
+        f"token {issued.id} replaces {token_id} ({issued.tenant}), which expires in {overlap} s"
+    )
+    print(issued.token)
 
 
 @tenants_app.command("revoke-token")

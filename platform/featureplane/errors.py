@@ -11,6 +11,8 @@
     └── GatewayError                  answered to an HTTP client with ``status_code``
         ├── AuthenticationError       401: no or unknown bearer token
         ├── PermissionDeniedError     403: the tenant may not read that object
+        ├── QuotaExceededError        429: rate or concurrency quota spent (Retry-After)
+        │   └── PayloadTooLargeError  413: body, entity rows or features over a size quota
         ├── BadRequestError           400: malformed request, unknown feature or entity
         ├── UnsupportedMediaTypeError 415: a body that is not JSON by its Content-Type
         ├── InvalidRequestError       422: JSON, but not the request's shape
@@ -109,3 +111,35 @@ class InvalidRequestError(GatewayError):
 class UnsupportedMediaTypeError(GatewayError):
     status_code = 415
     code = "unsupported_media_type"
+
+
+class QuotaExceededError(GatewayError):
+    """429: a rate or concurrency quota is spent; retry after ``retry_after`` seconds."""
+
+    status_code = 429
+    code = "quota_exceeded"
+
+    def __init__(self, quota: str, limit: float, retry_after: int, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.quota = quota
+        self.limit = limit
+
+    def to_dict(self) -> dict[str, object]:
+        error = {
+            "code": self.code,
+            "message": self.message,
+            "quota": self.quota,
+            "limit": self.limit,
+        }
+        return {"error": error}
+
+
+class PayloadTooLargeError(QuotaExceededError):
+    """413: the request is larger than a size quota allows (bytes, entity rows, features)."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+    def __init__(self, quota: str, limit: float, message: str) -> None:
+        super().__init__(quota, limit, 0, message)
+        self.headers = {}

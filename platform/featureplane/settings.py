@@ -47,6 +47,19 @@ class Settings(BaseSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8080, ge=0, le=65535)
     gateway_workers: int = Field(default=1, ge=1)
+    quotas_enabled: bool = Field(
+        default=True,
+        description="Enforce rate and concurrency quotas (size quotas always apply).",
+    )
+    quota_lease_seconds: float = Field(
+        default=30.0, gt=0, description="How long a crashed worker's in-flight lease lingers."
+    )
+    kubernetes_auth: bool = Field(
+        default=False,
+        description="Also accept ServiceAccount tokens (TokenReview; namespace -> tenant).",
+    )
+    kubernetes_audiences: list[str] = Field(default_factory=list)
+    kubernetes_auth_cache_seconds: float = Field(default=60.0, ge=0)
     metrics_dir: Path | None = Field(
         default=None,
         description="prometheus_client multi-process directory. Unset: <data_dir>/metrics.",

@@ -20,11 +20,17 @@ from fastapi.responses import JSONResponse
 
 from featureplane.errors import GatewayError
 from featureplane.gateway import features, ops
-from featureplane.gateway.auth import TokenAuthenticator
+from featureplane.gateway.auth import Authenticator, FeatureplaneTokens, ServiceAccountTokens
 from featureplane.gateway.catalog import ServingCatalog
+from featureplane.gateway.quotas import QuotaStore, RedisQuotaStore, UnlimitedQuotaStore
 from featureplane.gateway.reader import OnlineReader, RedisOnlineReader
 from featureplane.gateway.state import GatewayState
-from featureplane.observability.metrics import REQUEST_ERRORS, UNAUTHENTICATED, mark_process_dead
+from featureplane.observability.metrics import (
+    QUOTA_LIMIT,
+    REQUEST_ERRORS,
+    UNAUTHENTICATED,
+    mark_process_dead,
+)
 from featureplane.observability.middleware import MetricsMiddleware
 from featureplane.registry.feast_config import close_registry, open_registry
 from featureplane.settings import Settings
@@ -38,7 +44,26 @@ log = logging.getLogger("featureplane.gateway")
 
 def _load_catalog(settings: Settings, registry: BaseRegistry) -> ServingCatalog:
     tenants = TenantCatalog.load(settings.tenants_path)
+    for spec in tenants.values():  # limits next to usage, for dashboards
+        for quota, limit in spec.quotas.model_dump().items():
+            QUOTA_LIMIT.labels(spec.name, quota).set(limit)
     return ServingCatalog.load(tenants, registry)
+
+
+def _service_accounts(settings: Settings, state: GatewayState) -> ServiceAccountTokens:
+    """TokenReview against the cluster the gateway runs in (or the local kubeconfig)."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return ServiceAccountTokens(
+        client.AuthenticationV1Api(),
+        lambda: {spec.namespace: spec.name for spec in state.catalog.tenants.values()},
+        settings.kubernetes_audiences,
+        settings.kubernetes_auth_cache_seconds,
+    )
 
 
 async def _refresh_forever(state: GatewayState, registry: BaseRegistry) -> None:
@@ -54,7 +79,12 @@ async def _refresh_forever(state: GatewayState, registry: BaseRegistry) -> None:
             )
 
 
-def create_app(settings: Settings | None = None, *, reader: OnlineReader | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    reader: OnlineReader | None = None,
+    quotas: QuotaStore | None = None,
+) -> FastAPI:
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -63,12 +93,23 @@ def create_app(settings: Settings | None = None, *, reader: OnlineReader | None 
         registry = await asyncio.to_thread(open_registry, settings)
         catalog = await asyncio.to_thread(_load_catalog, settings, registry)
         redis_reader = RedisOnlineReader.from_url(redis_url, settings.redis_timeout_seconds)
+        control = redis_reader.client  # tokens and quota state: the control keyspace
+        if quotas is not None:
+            quota_store = quotas
+        elif settings.quotas_enabled:
+            quota_store = RedisQuotaStore(control, settings.quota_lease_seconds)
+        else:
+            quota_store = UnlimitedQuotaStore()
+        tokens = FeatureplaneTokens(control, settings.pepper)
         state = GatewayState(
             settings=settings,
             catalog=catalog,
             reader=reader or redis_reader,
-            authenticator=TokenAuthenticator(redis_reader.client, settings.pepper),
+            authenticator=Authenticator(tokens),
+            quotas=quota_store,
         )
+        if settings.kubernetes_auth:
+            state.authenticator = Authenticator(tokens, _service_accounts(settings, state))
         app.state.gateway = state
         refresher = asyncio.create_task(_refresh_forever(state, registry))
         # Start-up objects (Feast, the registry, protobuf descriptors) never die: move them out

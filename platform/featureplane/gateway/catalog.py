@@ -130,34 +130,60 @@ class ServingCatalog:
             if project != tenant.feast_project
         )
 
-    def _locate(self, tenant: TenantSpec, name: str, kind: str) -> ProjectPlan:
+    def _locate(
+        self, tenant: TenantSpec, name: str, kind: str, project: str | None = None
+    ) -> ProjectPlan:
+        label = "feature view" if kind == "view" else "feature service"
         own = self._own(tenant)
+        if project is not None and project != own.project:
+            return self._locate_shared(tenant, name, kind, project, label)
         if name in (own.views if kind == "view" else own.services):
             return own
-        granted = self._granted(tenant, name, kind)
-        if len(granted) == 1:
-            return granted[0]
-        label = "feature view" if kind == "view" else "feature service"
-        if len(granted) > 1:
-            owners = ", ".join(sorted(p.project for p in granted))
-            raise BadRequestError(
-                f"{label} {name!r} is shared with you by several projects ({owners})"
-            )
-        if self._foreign(tenant, name, kind):
-            raise PermissionDeniedError(f"tenant {tenant.name!r} may not read {label} {name!r}")
+        if project is None:
+            granted = self._granted(tenant, name, kind)
+            if len(granted) == 1:
+                return granted[0]
+            if len(granted) > 1:
+                owners = ", ".join(sorted(p.project for p in granted))
+                raise BadRequestError(
+                    f"{label} {name!r} is shared with you by several projects ({owners}): "
+                    "name one in 'project'"
+                )
+            if self._foreign(tenant, name, kind):
+                raise PermissionDeniedError(f"tenant {tenant.name!r} may not read {label} {name!r}")
         if kind == "view" and name in own.on_demand:
             raise BadRequestError(f"on-demand feature view {name!r} is not served by the gateway")
         raise BadRequestError(f"unknown {label} {name!r} in project {own.project!r}")
 
+    def _locate_shared(
+        self, tenant: TenantSpec, name: str, kind: str, project: str, label: str
+    ) -> ProjectPlan:
+        plan = self.projects.get(project)
+        owner = self.tenants.by_project().get(project)
+        if plan is None or owner is None:
+            raise BadRequestError(f"unknown project {project!r}")
+        if name not in (plan.views if kind == "view" else plan.services):
+            raise BadRequestError(f"unknown {label} {name!r} in project {project!r}")
+        views, services = owner.grants_to(tenant.name)
+        if name not in (views if kind == "view" else services):
+            raise PermissionDeniedError(
+                f"tenant {tenant.name!r} may not read {label} {name!r} of project {project!r}"
+            )
+        return plan
+
     def resolve(
-        self, tenant: TenantSpec, features: Sequence[str], service: str | None
+        self,
+        tenant: TenantSpec,
+        features: Sequence[str],
+        service: str | None,
+        project: str | None = None,
     ) -> list[ViewRead]:
         """The views and features a request names, checked against what ``tenant`` may read."""
         if service:
-            project = self._locate(tenant, service, "service")
+            located = self._locate(tenant, service, "service", project)
             reads = []
-            for view_name, feats in project.services[service]:
-                plan = project.views.get(view_name)
+            for view_name, feats in located.services[service]:
+                plan = located.views.get(view_name)
                 if plan is None:
                     raise BadRequestError(
                         f"feature service {service!r} uses {view_name!r}, which is not servable"
@@ -176,7 +202,7 @@ class ServingCatalog:
             grouped.setdefault(view_name, []).append(feature)
         reads = []
         for view_name, requested in grouped.items():
-            plan = self._locate(tenant, view_name, "view").views[view_name]
+            plan = self._locate(tenant, view_name, "view", project).views[view_name]
             for feature in requested:
                 if feature not in plan.fields:
                     raise BadRequestError(

@@ -15,6 +15,7 @@ from featureplane.errors import BadRequestError
 from featureplane.gateway import codec
 from featureplane.gateway.catalog import ServingCatalog, ViewRead
 from featureplane.gateway.models import GetOnlineFeaturesRequest
+from featureplane.gateway.quotas import too_large
 from featureplane.gateway.reader import HashRead, OnlineReader
 from featureplane.observability.metrics import STORE_READ_DURATION
 from featureplane.tenancy.spec import TenantSpec
@@ -34,7 +35,7 @@ def _output_names(reads: Sequence[ViewRead], full_feature_names: bool) -> list[s
 
 
 def _entity_columns(
-    reads: Sequence[ViewRead], entities: dict[str, list[Any]]
+    reads: Sequence[ViewRead], entities: dict[str, list[Any]], tenant: TenantSpec
 ) -> tuple[list[str], int, dict[str, list[Any]], dict[str, list[bytes]]]:
     """Join keys in request order, the row count, echoed values and key bytes per join key."""
     types: dict[str, int] = {}
@@ -56,6 +57,14 @@ def _entity_columns(
     rows = lengths.pop()
     if rows == 0:
         raise BadRequestError("entities hold no values: send at least one entity row")
+    limit = tenant.quotas.max_entities_per_request
+    if rows > limit:
+        raise too_large(
+            tenant.name,
+            "max_entities_per_request",
+            limit,
+            f"{rows} entity rows; the limit is {limit}",
+        )
     echoed: dict[str, list[Any]] = {}
     key_bytes: dict[str, list[bytes]] = {}
     for join_key in join_keys:
@@ -71,9 +80,23 @@ async def lookup(
     tenant: TenantSpec,
     request: GetOnlineFeaturesRequest,
 ) -> dict[str, Any]:
-    reads = catalog.resolve(tenant, request.features, request.feature_service)
+    limit = tenant.quotas.max_features_per_request
+    if len(request.features) > limit:
+        raise too_large(
+            tenant.name, "max_features_per_request", limit,
+            f"{len(request.features)} features; the limit is {limit}",
+        )  # fmt: skip
+    reads = catalog.resolve(tenant, request.features, request.feature_service, request.project)
+    requested = sum(len(r.features) for r in reads)
+    if requested > limit:  # a feature service can name more than the limit
+        raise too_large(
+            tenant.name,
+            "max_features_per_request",
+            limit,
+            f"{requested} features; the limit is {limit}",
+        )
     names = _output_names(reads, request.full_feature_names)
-    join_keys, rows, echoed, key_bytes = _entity_columns(reads, request.entities)
+    join_keys, rows, echoed, key_bytes = _entity_columns(reads, request.entities, tenant)
 
     # One HMGET per distinct (view, entity key), all in one pipeline.
     commands: list[HashRead] = []

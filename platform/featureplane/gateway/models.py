@@ -17,6 +17,11 @@ class GetOnlineFeaturesRequest(BaseModel):
     )
     feature_service: str | None = None
     features: list[str] = Field(default_factory=list, description='"feature_view:feature" refs.')
+    project: str | None = Field(
+        default=None,
+        description="featureplane extension: the project to read, your own or one sharing the "
+        "named objects with you. Default: your own, else the one project that shares them.",
+    )
     full_feature_names: bool = False
     include_feature_view_version_metadata: bool = False
 

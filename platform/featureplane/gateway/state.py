@@ -9,8 +9,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from featureplane.errors import AuthenticationError
-from featureplane.gateway.auth import TokenAuthenticator
+from featureplane.gateway.auth import Authenticator
 from featureplane.gateway.catalog import ServingCatalog
+from featureplane.gateway.quotas import QuotaStore
 from featureplane.gateway.reader import OnlineReader
 from featureplane.settings import Settings
 from featureplane.tenancy.spec import TenantSpec
@@ -21,7 +22,8 @@ class GatewayState:
     settings: Settings
     catalog: ServingCatalog  # replaced wholesale on every registry refresh
     reader: OnlineReader
-    authenticator: TokenAuthenticator
+    authenticator: Authenticator
+    quotas: QuotaStore
     registry_error: str | None = None
 
 

@@ -15,7 +15,14 @@ from __future__ import annotations
 import os
 
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 # From 0.25 ms: the gateway's p50 is well under a millisecond; Feast's smallest bucket is 5 ms.
 LATENCY_BUCKETS = (
@@ -44,6 +51,30 @@ ENTITY_ROWS = Counter(
     "featureplane_entity_rows_total",
     "Entity rows read from the online store.",
     ["tenant"],
+)
+
+QUOTA_REJECTIONS = Counter(
+    "featureplane_quota_rejections_total",
+    "Requests refused by a quota (429 rate/concurrency, 413 size).",
+    ["tenant", "quota"],
+)
+QUOTA_INFLIGHT = Gauge(
+    "featureplane_quota_inflight_requests",
+    "Requests of the tenant being served now (summed over live workers).",
+    ["tenant"],
+    multiprocess_mode="livesum",
+)
+QUOTA_TOKENS = Gauge(
+    "featureplane_quota_rate_tokens",
+    "Requests left in the tenant's shared token bucket after the latest admission.",
+    ["tenant"],
+    multiprocess_mode="livemostrecent",
+)
+QUOTA_LIMIT = Gauge(
+    "featureplane_quota_limit",
+    "The tenant's configured quotas (from tenant.yaml), for usage-versus-limit panels.",
+    ["tenant", "quota"],
+    multiprocess_mode="livemax",
 )
 
 UNAUTHENTICATED = "-"

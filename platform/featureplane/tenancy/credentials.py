@@ -2,8 +2,9 @@
 
 A token reads ``fpt_<id>_<secret>``. Only ``HMAC-SHA256(pepper, token)`` is kept, in the control
 keyspace of the online Redis (``featureplane:cred:<id>``, apart from Feast's binary entity keys),
-so every gateway worker and replica sees an issue or revoke at once. The id makes lookup a single
-hash read and lets admins list and revoke tokens without ever seeing a secret again.
+so every gateway worker and replica sees an issue, rotation or revocation on its next request.
+The id makes lookup a single hash read and lets admins list, rotate and revoke tokens without
+ever seeing a secret again.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -34,15 +36,20 @@ class CredentialInfo:
     id: str
     tenant: str
     created_at: str
+    expires_at: str | None
 
 
 def token_digest(pepper: bytes, token: str) -> str:
     return hmac.new(pepper, token.encode(), hashlib.sha256).hexdigest()
 
 
+def is_featureplane_token(token: str) -> bool:
+    return token.startswith(_TOKEN_PREFIX)
+
+
 def parse_token_id(token: str) -> str | None:
     """The id part of a well-formed token, else None (checked before any store access)."""
-    if not token.startswith(_TOKEN_PREFIX):
+    if not is_featureplane_token(token):
         return None
     token_id, sep, secret = token[len(_TOKEN_PREFIX) :].partition("_")
     if not sep or len(token_id) != 12 or not token_id.isalnum() or len(secret) < 32:
@@ -54,8 +61,12 @@ def verify(pepper: bytes, token: str, stored_digest: str) -> bool:
     return hmac.compare_digest(token_digest(pepper, token), stored_digest)
 
 
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
 class CredentialStore:
-    """Issue, list and revoke tenant tokens (admin side; the gateway only reads)."""
+    """Issue, list, rotate and revoke tenant tokens (admin side; the gateway only reads)."""
 
     def __init__(self, client: redis.Redis, pepper: bytes) -> None:
         self._redis = client
@@ -64,7 +75,7 @@ class CredentialStore:
     def issue(self, tenant: str) -> IssuedToken:
         token_id = secrets.token_hex(6)
         token = f"{_TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
-        created = datetime.now(UTC).isoformat(timespec="seconds")
+        created = _iso(time.time())
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(
             CRED_PREFIX + token_id,
@@ -78,21 +89,52 @@ class CredentialStore:
         pipe.execute()
         return IssuedToken(token_id, tenant, token, created)
 
+    def tenant_of(self, token_id: str) -> str | None:
+        raw = self._redis.hget(CRED_PREFIX + token_id, "tenant")
+        return None if raw is None else str(raw.decode())
+
     def list(self, tenant: str) -> list[CredentialInfo]:
         ids = sorted(m.decode() for m in self._redis.smembers(TENANT_CREDS_PREFIX + tenant))
         infos = []
+        stale = []
         for token_id in ids:
             data = self._redis.hgetall(CRED_PREFIX + token_id)
-            if data:
-                infos.append(CredentialInfo(token_id, tenant, data[b"created_at"].decode()))
+            if not data:  # expired after a rotation
+                stale.append(token_id)
+                continue
+            expires = data.get(b"expires_at")
+            infos.append(
+                CredentialInfo(
+                    token_id,
+                    tenant,
+                    data[b"created_at"].decode(),
+                    _iso(float(expires)) if expires else None,
+                )
+            )
+        if stale:
+            self._redis.srem(TENANT_CREDS_PREFIX + tenant, *stale)
         return infos
+
+    def rotate(self, token_id: str, overlap_seconds: int) -> IssuedToken | None:
+        """A new token for the same tenant; the old one keeps working for ``overlap_seconds``."""
+        tenant = self.tenant_of(token_id)
+        if tenant is None:
+            return None
+        issued = self.issue(tenant)
+        if overlap_seconds <= 0:
+            self.revoke(token_id)
+            return issued
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(CRED_PREFIX + token_id, "expires_at", str(time.time() + overlap_seconds))
+        pipe.expire(CRED_PREFIX + token_id, overlap_seconds)
+        pipe.execute()
+        return issued
 
     def revoke(self, token_id: str) -> str | None:
         """Delete a token; returns its tenant, or None if there was no such token."""
-        raw = self._redis.hget(CRED_PREFIX + token_id, "tenant")
-        if raw is None:
+        tenant = self.tenant_of(token_id)
+        if tenant is None:
             return None
-        tenant = str(raw.decode())
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(CRED_PREFIX + token_id)
         pipe.srem(TENANT_CREDS_PREFIX + tenant, token_id)
