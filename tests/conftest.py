@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,8 +15,8 @@ from pathlib import Path
 import httpx
 import pyarrow as pa
 import pytest
-import redis
 
+from featureplane.embedded.gateway import GatewayProcess
 from featureplane.embedded.redis import EmbeddedRedis, free_port, redis_server_binary
 from featureplane.errors import ConfigError
 from featureplane.settings import Settings
@@ -67,17 +63,6 @@ def make_settings(data_dir: Path, redis_url: str, **overrides: object) -> Settin
     )
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes a subprocess see the same deployment."""
-    return {
-        "FEATUREPLANE_REDIS_URL": settings.require_redis_url(),
-        "FEATUREPLANE_REGISTRY": settings.registry_url,
-        "FEATUREPLANE_DATA_DIR": str(settings.data_path),
-        "FEATUREPLANE_TENANTS_DIR": str(settings.tenants_path),
-        "FEATUREPLANE_FEATURE_REPO_DIR": str(settings.feature_repo_path),
-    }
-
-
 @dataclass
 class Deployment:
     settings: Settings
@@ -90,89 +75,31 @@ class Deployment:
 @pytest.fixture(scope="session")
 def deployment(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
     """All sample tenants applied to one SQLite registry and materialized into a real Redis."""
-    from featureplane.materialize.runner import materialize_tenant
-    from featureplane.registry.apply import apply_tenant
-    from featureplane.samples import generate, land_samples
-    from featureplane.tenancy.credentials import CredentialStore
+    from featureplane.demo import deploy_samples
 
     settings = make_settings(tmp_path_factory.mktemp("platform"), redis_server.url)
     catalog = TenantCatalog.load(settings.tenants_path, settings.feature_repo_path)
     now = datetime.now(UTC).replace(microsecond=0)
-    tables = {}
-    for spec in catalog.values():
-        tables[spec.name] = generate(settings, spec, SAMPLE_ROWS, now)
-        land_samples(settings, spec, SAMPLE_ROWS, now)
-        apply_tenant(settings, spec)
-        materialize_tenant(settings, spec)
-    with redis.Redis.from_url(redis_server.url) as client:
-        creds = CredentialStore(client, settings.pepper)
-        tokens = {name: creds.issue(name).token for name in catalog}
-    return Deployment(settings, catalog, tables, tokens, now)
+    deployed = deploy_samples(settings, catalog, SAMPLE_ROWS, now)
+    return Deployment(settings, catalog, deployed.tables, deployed.tokens, now)
 
 
-class Gateway:
-    def __init__(self, settings: Settings, workers: int = 2) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.settings = settings
-        self.metrics_dir = settings.data_path / f"metrics-{self.port}"
-        env = (
-            os.environ
-            | settings_env(settings)
-            | {"FEATUREPLANE_METRICS_DIR": str(self.metrics_dir)}
-        )
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the gateway must own it, not inherit Feast's
-        self.log = settings.data_path / f"gateway-{self.port}.log"
-        self._log_fh = self.log.open("wb")
-        cmd = [
-            sys.executable,
-            "-m",
-            "featureplane.cli",
-            "serve",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(workers),
-        ]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log_fh, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.base}/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"gateway not ready in {timeout} s: {self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log_fh.close()
+def start_gateway(settings: Settings, workers: int = 2) -> GatewayProcess:
+    """The real gateway: `featureplane serve` in a subprocess on a free port."""
+    return GatewayProcess(settings, free_port(), workers).start()
 
 
 @pytest.fixture(scope="session")
-def gateway(deployment: Deployment) -> Iterator[Gateway]:
-    """The real gateway: `featureplane serve` with two uvicorn workers."""
-    gw = Gateway(deployment.settings, workers=2)
+def gateway(deployment: Deployment) -> Iterator[GatewayProcess]:
+    gw = start_gateway(deployment.settings, workers=2)
     try:
-        gw.wait_ready()
         yield gw
     finally:
         gw.stop()
 
 
 @pytest.fixture
-def http(gateway: Gateway) -> Iterator[httpx.Client]:
+def http(gateway: GatewayProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gateway.base, timeout=10) as client:
         yield client
 

@@ -12,12 +12,11 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from featureplane.embedded.gateway import GatewayProcess
 from featureplane.embedded.redis import EmbeddedRedis, free_port
 from featureplane.errors import FeatureplaneError
 from featureplane.gateway.catalog import ServingCatalog
@@ -61,41 +61,35 @@ def _demo_settings(console: Console) -> Settings:
     return settings
 
 
-@contextlib.contextmanager
-def _gateway(settings: Settings, port: int) -> Iterator[str]:
-    env = os.environ | {
-        "FEATUREPLANE_REDIS_URL": settings.require_redis_url(),
-        "FEATUREPLANE_REGISTRY": settings.registry_url,
-        "FEATUREPLANE_DATA_DIR": str(settings.data_path),
-        "FEATUREPLANE_TENANTS_DIR": str(settings.tenants_path),
-        "FEATUREPLANE_FEATURE_REPO_DIR": str(settings.feature_repo_path),
-    }
-    cmd = [sys.executable, "-m", "featureplane.cli", "serve", "--port", str(port), "--workers", "2"]
-    log = settings.data_path / "gateway.log"
-    log_fh = log.open("ab")
-    proc = subprocess.Popen(cmd, env=env, stdout=log_fh, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise FeatureplaneError(f"the gateway exited during start-up ({log}):\n{tail}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise FeatureplaneError("the gateway was not ready within 60 s")
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log_fh.close()
+@dataclass
+class SampleDeployment:
+    """The sample tenants applied, materialized and given one token each."""
+
+    tables: dict[str, dict[str, pa.Table]]  # tenant -> source -> the batch that was landed
+    tokens: dict[str, str]
+
+
+def deploy_samples(
+    settings: Settings,
+    catalog: TenantCatalog,
+    rows: int,
+    now: datetime,
+    say: Callable[[str], None] = lambda _msg: None,
+) -> SampleDeployment:
+    """Land each tenant's sample batch, apply its definitions, materialize, issue a token."""
+    tables: dict[str, dict[str, pa.Table]] = {}
+    for spec in catalog.values():
+        tables[spec.name] = generate(settings, spec, rows, now)
+        land_samples(settings, spec, rows, now)
+        result = apply_tenant(settings, spec)
+        say(f"[green]applied[/] {spec.name} ({result.seconds:.1f} s)")
+        report = materialize_tenant(settings, spec)
+        ingested = sum(i.rows for i in report.ingested.values())
+        say(f"[green]materialized[/] {spec.name}: {ingested} rows ({report.seconds:.1f} s)")
+    with redis.Redis.from_url(settings.require_redis_url()) as client:
+        creds = CredentialStore(client, settings.pepper)
+        tokens = {name: creds.issue(name).token for name in catalog}
+    return SampleDeployment(tables, tokens)
 
 
 def sample_requests(
@@ -145,18 +139,8 @@ def run_demo(console: Console, *, once: bool, rows: int) -> None:
     settings = _demo_settings(console)
     catalog = TenantCatalog.load(settings.tenants_path, settings.feature_repo_path)
     with _store(settings, console) as settings:
-        now = datetime.now(UTC)
-        tables: dict[str, dict[str, pa.Table]] = {}
-        for spec in catalog.values():
-            tables[spec.name] = generate(settings, spec, rows, now)
-            land_samples(settings, spec, rows, now)
-            result = apply_tenant(settings, spec)
-            console.print(f"[green]applied[/] {spec.name} ({result.seconds:.1f} s)")
-            report = materialize_tenant(settings, spec)
-            ingested = sum(i.rows for i in report.ingested.values())
-            console.print(
-                f"[green]materialized[/] {spec.name}: {ingested} rows ({report.seconds:.1f} s)"
-            )
+        deployed = deploy_samples(settings, catalog, rows, datetime.now(UTC), console.print)
+        tables, tokens = deployed.tables, deployed.tokens
         registry = open_registry(settings)
         try:
             serving = ServingCatalog.load(catalog, registry)
@@ -169,11 +153,9 @@ def run_demo(console: Console, *, once: bool, rows: int) -> None:
             }
         finally:
             close_registry(registry)
-        with redis.Redis.from_url(settings.require_redis_url()) as client:
-            creds = CredentialStore(client, settings.pepper)
-            tokens = {name: creds.issue(name).token for name in catalog}
         port = _pick_port(settings.gateway_port)
-        with _gateway(settings, port) as base:
+        with GatewayProcess(settings, port, workers=2) as gateway:
+            base = gateway.base
             console.print(f"gateway ready at {base} (2 workers)")
             rows_by_view: dict[str, dict[str, Any]] = {name: {} for name in catalog}
             with httpx.Client(base_url=base, timeout=10) as http:

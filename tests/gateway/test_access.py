@@ -10,8 +10,9 @@ import httpx
 import pytest
 import redis
 
+from featureplane.embedded.gateway import GatewayProcess
 from featureplane.tenancy.credentials import CredentialStore
-from tests.conftest import Deployment, Gateway, bearer
+from tests.conftest import Deployment, bearer
 
 KEYS = {"store_id": [1], "sku": ["sku-00000"]}
 
@@ -67,7 +68,9 @@ def test_rotation_keeps_the_old_token_for_the_overlap_only(
         assert _post(http, immediate.token, body).status_code == 200
 
 
-def test_tokens_never_leak(deployment: Deployment, gateway: Gateway, http: httpx.Client) -> None:
+def test_tokens_never_leak(
+    deployment: Deployment, gateway: GatewayProcess, http: httpx.Client
+) -> None:
     body = {"features": ["product_demand:units_sold_7d"], "entities": KEYS}
     bad = "fpt_0123456789ab_" + "z" * 43
     answers = [

@@ -16,10 +16,11 @@ import redis
 from feast.feature_server_utils import convert_response_to_dict
 from prometheus_client.parser import text_string_to_metric_families
 
+from featureplane.embedded.gateway import GatewayProcess
 from featureplane.gateway import codec
 from featureplane.registry.feast_config import close_registry, feature_store, open_registry
 from featureplane.tenancy.credentials import CredentialStore
-from tests.conftest import Deployment, Gateway, bearer
+from tests.conftest import Deployment, bearer
 
 
 def _views(deployment: Deployment, tenant: str) -> list[Any]:
@@ -343,7 +344,7 @@ def _request_count(http: httpx.Client, tenant: str) -> float:
 
 
 def test_metrics_are_per_tenant_sub_millisecond_and_merged_across_workers(
-    deployment: Deployment, gateway: Gateway, http: httpx.Client
+    deployment: Deployment, gateway: GatewayProcess, http: httpx.Client
 ) -> None:
     before = _request_count(http, "recsys")
     body = {"features": ["user_profile:sessions_7d"], "entities": {"user_id": ["u000001"]}}

@@ -18,11 +18,12 @@ import redis
 import redis.asyncio as aioredis
 import yaml
 
+from featureplane.embedded.gateway import GatewayProcess
 from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.errors import QuotaExceededError
 from featureplane.gateway.quotas import InMemoryQuotaStore, RedisQuotaStore
 from featureplane.tenancy.spec import Quotas
-from tests.conftest import ROOT, Deployment, Gateway, bearer
+from tests.conftest import ROOT, Deployment, bearer, start_gateway
 from tests.load import paced
 
 RATE = 40.0  # fraud's requests/s in this module
@@ -53,13 +54,13 @@ def _quota_tenants(tmp: Path) -> Path:
 @pytest.fixture(scope="module")
 def replicas(
     deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[list[Gateway]]:
+) -> Iterator[list[GatewayProcess]]:
     tenants = _quota_tenants(tmp_path_factory.mktemp("quota-tenants"))
     settings = deployment.settings.model_copy(update={"tenants_dir": tenants})
-    gateways = [Gateway(settings, workers=2), Gateway(settings, workers=2)]
+    gateways: list[GatewayProcess] = []
     try:
-        for gw in gateways:
-            gw.wait_ready()
+        gateways.append(start_gateway(settings, workers=2))
+        gateways.append(start_gateway(settings, workers=2))
         yield gateways
     finally:
         for gw in gateways:
@@ -144,7 +145,7 @@ def test_redis_store_bucket_concurrency_and_bounded_state(redis_server: Embedded
 
 
 def test_rate_is_global_across_processes_and_workers(
-    deployment: Deployment, replicas: list[Gateway]
+    deployment: Deployment, replicas: list[GatewayProcess]
 ) -> None:
     """2 processes x 2 workers, driven at 3x the rate for 10 s: admitted = rate within ±10%."""
     seconds = 10.0
@@ -159,7 +160,7 @@ def test_rate_is_global_across_processes_and_workers(
 
 
 def test_429_names_the_quota_and_says_when_to_retry(
-    deployment: Deployment, replicas: list[Gateway]
+    deployment: Deployment, replicas: list[GatewayProcess]
 ) -> None:
     base = replicas[0].base
     burst = asyncio.run(paced([base], deployment.tokens["fraud"], FRAUD_BODY, 200, 0.5))
@@ -180,7 +181,7 @@ def test_429_names_the_quota_and_says_when_to_retry(
 
 
 def test_noisy_neighbour_does_not_starve_another_tenant(
-    deployment: Deployment, replicas: list[Gateway]
+    deployment: Deployment, replicas: list[GatewayProcess]
 ) -> None:
     """fraud floods at 10x its quota; recsys, within its own, sees no 429 and no error."""
     bases = [g.base for g in replicas]
@@ -238,7 +239,11 @@ def test_noisy_neighbour_does_not_starve_another_tenant(
     ],
 )
 def test_size_quotas_answer_413(
-    deployment: Deployment, replicas: list[Gateway], body: dict[str, Any], quota: str, limit: int
+    deployment: Deployment,
+    replicas: list[GatewayProcess],
+    body: dict[str, Any],
+    quota: str,
+    limit: int,
 ) -> None:
     resp = _post(replicas[0].base, deployment.tokens["pricing"], body)
     assert resp.status_code == 413, resp.text
@@ -250,7 +255,7 @@ def test_size_quotas_answer_413(
 
 
 def test_body_limit_holds_without_content_length(
-    deployment: Deployment, replicas: list[Gateway]
+    deployment: Deployment, replicas: list[GatewayProcess]
 ) -> None:
     def chunks() -> Iterator[bytes]:
         yield b'{"features": ["product_price:price"], "entities": {"store_id": [1], "sku": ["'
@@ -268,7 +273,7 @@ def test_body_limit_holds_without_content_length(
 
 
 def test_concurrency_is_shared_with_other_replicas(
-    deployment: Deployment, replicas: list[Gateway]
+    deployment: Deployment, replicas: list[GatewayProcess]
 ) -> None:
     """Leases held elsewhere (another replica's in-flight requests) count against the quota."""
     inflight_key = RedisQuotaStore.keys("pricing")[1]

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from feast import FeatureStore, RepoConfig
 
+from featureplane.embedded.gateway import GatewayProcess
 from featureplane.registry.feast_config import feature_store, render
-from tests.conftest import Deployment, Gateway
+from tests.conftest import Deployment
 
 
 def _remote_store(
-    deployment: Deployment, gateway: Gateway, tenant: str, token: str
+    deployment: Deployment, gateway: GatewayProcess, tenant: str, token: str
 ) -> FeatureStore:
     spec = deployment.catalog[tenant]
     raw = render(deployment.settings, spec.feast_project)
@@ -59,7 +60,7 @@ CASES: list[tuple[str, Any, list[dict[str, Any]]]] = [
 @pytest.mark.parametrize(("tenant", "features", "rows"), CASES, ids=[c[0] for c in CASES])
 def test_stock_remote_client_gets_what_the_sdk_gets(
     deployment: Deployment,
-    gateway: Gateway,
+    gateway: GatewayProcess,
     tenant: str,
     features: list[str],
     rows: list[dict[str, Any]],
@@ -83,7 +84,9 @@ def test_stock_remote_client_gets_what_the_sdk_gets(
         assert ours == theirs
 
 
-def test_stock_remote_client_feature_service(deployment: Deployment, gateway: Gateway) -> None:
+def test_stock_remote_client_feature_service(
+    deployment: Deployment, gateway: GatewayProcess
+) -> None:
     remote = _remote_store(deployment, gateway, "pricing", deployment.tokens["pricing"])
     local = feature_store(deployment.settings, deployment.catalog["pricing"])
     rows = [{"store_id": 1, "sku": "sku-00000"}, {"store_id": 4, "sku": "sku-00003"}]
@@ -95,7 +98,7 @@ def test_stock_remote_client_feature_service(deployment: Deployment, gateway: Ga
 
 
 def test_stock_remote_client_pointed_at_another_project_gets_403(
-    deployment: Deployment, gateway: Gateway
+    deployment: Deployment, gateway: GatewayProcess
 ) -> None:
     """A fraud engineer edits their feature_store.yaml to say ``project: pricing``: the client
     finds pricing's views in the registry, but the gateway refuses fraud's token for them."""
@@ -108,7 +111,7 @@ def test_stock_remote_client_pointed_at_another_project_gets_403(
 
 
 def test_stock_remote_client_with_wrong_token_is_refused(
-    deployment: Deployment, gateway: Gateway
+    deployment: Deployment, gateway: GatewayProcess
 ) -> None:
     remote = _remote_store(deployment, gateway, "fraud", "fpt_0123456789ab_" + "y" * 43)
     with pytest.raises(RuntimeError, match="401"):

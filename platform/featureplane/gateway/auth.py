@@ -99,7 +99,9 @@ class ServiceAccountTokens:
         from kubernetes.client import V1TokenReview, V1TokenReviewSpec
 
         spec = V1TokenReviewSpec(token=token, audiences=self._audiences or None)
-        review = V1TokenReview(api_version="authentication.k8s.io/v1", kind="TokenReview", spec=spec)
+        review = V1TokenReview(
+            api_version="authentication.k8s.io/v1", kind="TokenReview", spec=spec
+        )
         return self._api.create_token_review(review)
 
     async def tenant_for(self, token: str) -> str:

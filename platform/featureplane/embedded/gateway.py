@@ -1,0 +1,88 @@
+"""The gateway as a real subprocess (`featureplane serve`) on a loopback port: what the demo,
+the integration tests and the benchmarks run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from featureplane.errors import FeatureplaneError
+from featureplane.settings import Settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a subprocess see the same deployment as ``settings``."""
+    return {
+        "FEATUREPLANE_REDIS_URL": settings.require_redis_url(),
+        "FEATUREPLANE_REGISTRY": settings.registry_url,
+        "FEATUREPLANE_DATA_DIR": str(settings.data_path),
+        "FEATUREPLANE_TENANTS_DIR": str(settings.tenants_path),
+        "FEATUREPLANE_FEATURE_REPO_DIR": str(settings.feature_repo_path),
+        "FEATUREPLANE_QUOTAS_ENABLED": str(settings.quotas_enabled).lower(),
+    }
+
+
+class GatewayProcess:
+    def __init__(self, settings: Settings, port: int, workers: int = 2) -> None:
+        self.port = port
+        self.workers = workers
+        self.base = f"http://127.0.0.1:{port}"
+        self.metrics_dir = settings.data_path / f"metrics-{port}"
+        self.log: Path = settings.data_path / f"gateway-{port}.log"
+        self._env = os.environ | settings_env(settings)
+        self._env["FEATUREPLANE_METRICS_DIR"] = str(self.metrics_dir)
+        self._env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the gateway owns it, never Feast's
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> GatewayProcess:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "featureplane.cli", "serve", "--port", str(self.port)]
+        cmd += ["--workers", str(self.workers)]
+        with self.log.open("ab") as log:
+            self._proc = subprocess.Popen(cmd, env=self._env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-3000:]
+                raise FeatureplaneError(f"the gateway exited during start-up ({self.log}):\n{tail}")
+            try:
+                if httpx.get(f"{self.base}/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise FeatureplaneError(
+                    f"the gateway was not ready within {timeout:.0f} s ({self.log})"
+                )
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown, workers included
+            try:
+                self._proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
