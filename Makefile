@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint typecheck system-deps venv clean
+.PHONY: help demo test lint system-deps bench-deps bench-quotas venv clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,6 +20,13 @@ system-deps:  ## Install the Debian packages the demo and tests start (as root, 
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "missing Debian packages:$$missing — install them (or run make as root)"; exit 1; fi; \
+	fi
+
+bench-deps:  ## Install wrk and hey (Debian) for the benchmarks, as root, when missing
+	@missing=""; for tool in wrk hey; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else echo "missing Debian packages:$$missing — install them (or run make as root)"; exit 1; fi; \
 	fi
 
@@ -42,6 +49,9 @@ lint: venv  ## ruff, mypy (strict) and the generated-file staleness checks
 
 test: system-deps venv lint  ## Lint, then the whole suite against real Redis, PostgreSQL and Feast
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench-quotas: system-deps bench-deps venv  ## B's latency alone and under A's flood; throughput with quotas on/off
+	$(BIN)/python -m tests.benchmarks.quota_isolation
 
 clean:  ## Remove the venv and the demo's data
 	rm -rf $(VENV) .featureplane .pytest_cache .mypy_cache .ruff_cache

@@ -97,6 +97,10 @@ class RedisQuotaStore:
         self._redis = client
         self._lease_ms = int(lease_seconds * 1000)
         self._script = client.register_script(_ADMIT)
+        # Local fast path for floods: once the shared bucket said "empty until t", this worker
+        # refuses the tenant until t without asking Redis. It never admits on its own, so the
+        # global rate still holds; it only spares Redis and the CPU the cost of each refusal.
+        self._empty_until: dict[str, float] = {}
 
     @staticmethod
     def keys(tenant: str) -> tuple[str, str]:
@@ -104,6 +108,12 @@ class RedisQuotaStore:
         return f"{KEY_PREFIX}{{{tenant}}}:rate", f"{KEY_PREFIX}{{{tenant}}}:inflight"
 
     async def admit(self, tenant: str, quotas: Quotas) -> Lease:
+        empty_until = self._empty_until.get(tenant)
+        if empty_until is not None:
+            wait = empty_until - time.monotonic()
+            if wait > 0:
+                raise _reject(tenant, quotas, "requests_per_second", math.ceil(wait * 1000))
+            del self._empty_until[tenant]
         lease = Lease(tenant, secrets.token_hex(8))
         args = [
             quotas.requests_per_second,
@@ -125,9 +135,10 @@ class RedisQuotaStore:
         if tokens_milli >= 0:
             QUOTA_TOKENS.labels(tenant).set(tokens_milli / 1000)
         if not admitted:
-            raise _reject(
-                tenant, quotas, quota.decode() if isinstance(quota, bytes) else quota, retry_ms
-            )
+            refused = quota.decode() if isinstance(quota, bytes) else quota
+            if refused == "requests_per_second":
+                self._empty_until[tenant] = time.monotonic() + retry_ms / 1000
+            raise _reject(tenant, quotas, refused, retry_ms)
         return lease
 
     async def release(self, lease: Lease) -> None:
