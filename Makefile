@@ -12,9 +12,10 @@ PYTEST_ARGS ?=
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-system-deps:  ## Install the Debian packages the demo and tests start (as root, when missing)
+system-deps:  ## Install the Debian packages the demo and tests start: redis-server, postgresql, prometheus
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
