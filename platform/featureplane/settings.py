@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     )
     kubernetes_audiences: list[str] = Field(default_factory=list)
     kubernetes_auth_cache_seconds: float = Field(default=60.0, ge=0)
+    access_log: bool = Field(default=True, description="One JSON line per request on stderr.")
+    log_level: str = "INFO"
+    log_json: bool = True
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP endpoint for traces, e.g. http://collector:4318 (unset: off).",
+    )
+    service_name: str = "featureplane-gateway"
     metrics_dir: Path | None = Field(
         default=None,
         description="prometheus_client multi-process directory. Unset: <data_dir>/metrics.",

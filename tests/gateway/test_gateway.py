@@ -346,6 +346,7 @@ def _request_count(http: httpx.Client, tenant: str) -> float:
 def test_metrics_are_per_tenant_sub_millisecond_and_merged_across_workers(
     deployment: Deployment, gateway: GatewayProcess, http: httpx.Client
 ) -> None:
+    http.post("/get-online-features", json={"features": [], "entities": {}})  # a 401
     before = _request_count(http, "recsys")
     body = {"features": ["user_profile:sessions_7d"], "entities": {"user_id": ["u000001"]}}
     sent = 60
@@ -368,5 +369,26 @@ def test_metrics_are_per_tenant_sub_millisecond_and_merged_across_workers(
         in text
     )
     assert "featureplane_online_store_read_duration_seconds_bucket" in text
+    # Computed at scrape time from tenant.yaml and the run records materialization left.
+    assert 'featureplane_sla_latency_p99_seconds{tenant="recsys"} 0.05' in text
+    assert (
+        'featureplane_materialization_runs_total{feature_view="user_profile",status="success",tenant="recsys"}'
+        in text
+    )
+    assert (
+        'featureplane_feature_freshness_seconds{feature_view="account_stats",tenant="fraud"}'
+        in text
+    )
+    assert "featureplane_online_store_up 1.0" in text
+    freshness = {
+        (s.labels["tenant"], s.labels["feature_view"]): s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "featureplane_feature_freshness_seconds"
+        for s in family.samples
+    }
+    newest = max(
+        r["event_timestamp"] for r in deployment.tables["fraud"]["account_activity"].to_pylist()
+    )
+    assert abs(freshness[("fraud", "account_stats")] - (time.time() - newest.timestamp())) < 5
     histogram_files = list(gateway.metrics_dir.glob("histogram_*.db"))
     assert len(histogram_files) >= 2, "both workers should have recorded requests"

@@ -25,29 +25,27 @@ from featureplane.gateway.catalog import ServingCatalog
 from featureplane.gateway.quotas import QuotaStore, RedisQuotaStore, UnlimitedQuotaStore
 from featureplane.gateway.reader import OnlineReader, RedisOnlineReader
 from featureplane.gateway.state import GatewayState
+from featureplane.observability import tracing
+from featureplane.observability.logging import configure_logging
 from featureplane.observability.metrics import (
-    QUOTA_LIMIT,
     REQUEST_ERRORS,
     UNAUTHENTICATED,
     mark_process_dead,
 )
-from featureplane.observability.middleware import MetricsMiddleware
+from featureplane.observability.middleware import RequestTelemetryMiddleware
 from featureplane.registry.feast_config import close_registry, open_registry
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 
 if TYPE_CHECKING:
     from feast.infra.registry.base_registry import BaseRegistry
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger("featureplane.gateway")
 
 
 def _load_catalog(settings: Settings, registry: BaseRegistry) -> ServingCatalog:
-    tenants = TenantCatalog.load(settings.tenants_path)
-    for spec in tenants.values():  # limits next to usage, for dashboards
-        for quota, limit in spec.quotas.model_dump().items():
-            QUOTA_LIMIT.labels(spec.name, quota).set(limit)
-    return ServingCatalog.load(tenants, registry)
+    return ServingCatalog.load(TenantCatalog.load(settings.tenants_path), registry)
 
 
 def _service_accounts(settings: Settings, state: GatewayState) -> ServiceAccountTokens:
@@ -84,8 +82,15 @@ def create_app(
     *,
     reader: OnlineReader | None = None,
     quotas: QuotaStore | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    tracing.configure_tracing(
+        settings.service_name,
+        settings.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        span_exporter,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -107,6 +112,7 @@ def create_app(
             reader=reader or redis_reader,
             authenticator=Authenticator(tokens),
             quotas=quota_store,
+            control=control,
         )
         if settings.kubernetes_auth:
             state.authenticator = Authenticator(tokens, _service_accounts(settings, state))
@@ -152,5 +158,5 @@ def create_app(
         }
         return JSONResponse(body, status_code=500)
 
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestTelemetryMiddleware, access_log_enabled=settings.access_log)
     return app

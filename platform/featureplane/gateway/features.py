@@ -21,6 +21,7 @@ from featureplane.gateway.models import (
 from featureplane.gateway.quotas import admitted, too_large
 from featureplane.gateway.state import StateDep, TenantDep
 from featureplane.observability.metrics import ENTITY_ROWS
+from featureplane.observability.tracing import span
 from featureplane.tenancy.spec import TenantSpec
 
 router = APIRouter()
@@ -109,4 +110,6 @@ async def get_online_features(request: Request, tenant: TenantDep, state: StateD
         parsed = _parse(body, request.headers.get("content-type"))
         payload = await lookup(state.catalog, state.reader, tenant, parsed)
     ENTITY_ROWS.labels(tenant.name).inc(len(payload["results"][0]["values"]))
-    return Response(orjson.dumps(payload), media_type="application/json")
+    with span("encode"):
+        body = orjson.dumps(payload)
+    return Response(body, media_type="application/json")

@@ -18,6 +18,7 @@ from featureplane.gateway.models import GetOnlineFeaturesRequest
 from featureplane.gateway.quotas import too_large
 from featureplane.gateway.reader import HashRead, OnlineReader
 from featureplane.observability.metrics import STORE_READ_DURATION
+from featureplane.observability.tracing import span
 from featureplane.tenancy.spec import TenantSpec
 
 PRESENT, NULL_VALUE, NOT_FOUND = "PRESENT", "NULL_VALUE", "NOT_FOUND"
@@ -119,7 +120,7 @@ async def lookup(
                 commands.append((key, fields))
             row_slots.append(slot)
         slots.append(row_slots)
-    with STORE_READ_DURATION.labels(tenant.name).time():
+    with span("store.read", commands=len(commands)), STORE_READ_DURATION.labels(tenant.name).time():
         replies = await reader.read(commands)
 
     results: list[dict[str, Any]] = [

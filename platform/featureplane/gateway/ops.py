@@ -7,9 +7,11 @@ import time
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from redis.exceptions import RedisError
 
 from featureplane.gateway.state import StateDep
-from featureplane.observability.metrics import exposition
+from featureplane.observability import runs
+from featureplane.observability.metrics import ScrapeSnapshot, exposition, scrape_families
 
 router = APIRouter()
 
@@ -38,6 +40,16 @@ async def ready(state: StateDep) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
-    """Prometheus text exposition, merged over every worker process."""
-    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(state: StateDep) -> Response:
+    """Prometheus text exposition, merged over every worker process, plus what is computed at
+    scrape time (freshness, SLA targets, materialization runs, registry age, store health)."""
+    catalog = state.catalog
+    tenants = list(catalog.tenants.values())
+    try:
+        recorded = await runs.read_all(state.control, [t.name for t in tenants])
+        memory = await state.control.info("memory")
+        store_up, used = True, float(memory["used_memory"])
+    except (RedisError, OSError):
+        recorded, store_up, used = {}, False, None
+    snapshot = ScrapeSnapshot(tenants, recorded, time.time() - catalog.loaded_at, store_up, used)
+    return Response(exposition(scrape_families(snapshot)), media_type=CONTENT_TYPE_LATEST)

@@ -25,6 +25,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from featureplane.errors import PayloadTooLargeError, QuotaExceededError, StoreUnavailableError
 from featureplane.observability.metrics import QUOTA_INFLIGHT, QUOTA_REJECTIONS, QUOTA_TOKENS
+from featureplane.observability.tracing import span
 from featureplane.tenancy.spec import Quotas
 
 KEY_PREFIX = "featureplane:quota:"
@@ -197,7 +198,8 @@ def too_large(tenant: str, quota: str, limit: int, message: str) -> PayloadTooLa
 @contextlib.asynccontextmanager
 async def admitted(store: QuotaStore, tenant: str, quotas: Quotas) -> AsyncIterator[Lease]:
     """Hold a request's quota for the duration of the block; counts it as in flight."""
-    lease = await store.admit(tenant, quotas)
+    with span("quota"):
+        lease = await store.admit(tenant, quotas)
     gauge = QUOTA_INFLIGHT.labels(tenant)
     gauge.inc()
     try:

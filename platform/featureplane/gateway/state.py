@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
 from featureplane.errors import AuthenticationError
@@ -13,6 +14,7 @@ from featureplane.gateway.auth import Authenticator
 from featureplane.gateway.catalog import ServingCatalog
 from featureplane.gateway.quotas import QuotaStore
 from featureplane.gateway.reader import OnlineReader
+from featureplane.observability.tracing import span
 from featureplane.settings import Settings
 from featureplane.tenancy.spec import TenantSpec
 
@@ -24,6 +26,7 @@ class GatewayState:
     reader: OnlineReader
     authenticator: Authenticator
     quotas: QuotaStore
+    control: aioredis.Redis  # tokens, quota state, run records: apart from feature data
     registry_error: str | None = None
 
 
@@ -36,7 +39,8 @@ StateDep = Annotated[GatewayState, Depends(get_state)]
 
 
 async def current_tenant(request: Request, state: StateDep) -> TenantSpec:
-    name = await state.authenticator.authenticate(request.headers.get("authorization"))
+    with span("auth"):
+        name = await state.authenticator.authenticate(request.headers.get("authorization"))
     spec = state.catalog.tenants.tenants.get(name)
     if spec is None:
         raise AuthenticationError("the token's tenant no longer exists")

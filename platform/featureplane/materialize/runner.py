@@ -19,11 +19,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import redis
 
 from featureplane.errors import MaterializationError
 from featureplane.materialize.parquet import read_parts, write_part
+from featureplane.observability import runs
 from featureplane.registry.feast_config import feature_store
 from featureplane.settings import Settings
 from featureplane.sources import landing_dir
@@ -47,6 +50,7 @@ class ViewRun:
     start: datetime
     end: datetime
     seconds: float
+    rows: int = 0
 
 
 @dataclass
@@ -92,6 +96,23 @@ def _earliest_offline(path: Path, ts_field: str) -> datetime | None:
     if table is None or table.num_rows == 0:
         return None
     return _utc(pc.min(table.column(ts_field)).as_py())
+
+
+def _window_stats(
+    path: Path, ts_field: str, start: datetime, end: datetime
+) -> tuple[int, float | None]:
+    """Offline rows with event times in [start, end), and the newest of them (epoch seconds)."""
+    table = read_parts(path, columns=[ts_field])
+    if table is None:
+        return 0, None
+    column = table.column(ts_field)
+    mask = pc.and_(
+        pc.greater_equal(column, pa.scalar(start, column.type)),
+        pc.less(column, pa.scalar(end, column.type)),
+    )
+    inside = column.filter(mask)
+    newest = pc.max(inside).as_py()
+    return len(inside), (_utc(newest).timestamp() if newest is not None else None)
 
 
 def _latest_offline(path: Path, ts_field: str) -> datetime | None:
@@ -157,20 +178,25 @@ def materialize_tenant(
             report.ingested[source.name] = _ingest_source(
                 settings, spec.feast_project, source.name, Path(source.path), source.timestamp_field
             )
-    for fv in views:
-        source = fv.batch_source
-        window = _window(fv, report.ingested[source.name], Path(source.path), start, end)
-        if window is None:
-            say(f"{fv.name}: nothing new")
-            continue
-        say(f"{fv.name}: {window[0]:%Y-%m-%d %H:%M:%S} -> {window[1]:%Y-%m-%d %H:%M:%S}")
-        view_began = time.perf_counter()
-        try:
-            store.materialize(start_date=window[0], end_date=window[1], feature_views=[fv.name])
-        except Exception as exc:  # Feast raises anything from its engines; report which view.
-            raise MaterializationError(
-                f"{spec.name}/{fv.name}: {type(exc).__name__}: {exc}"
-            ) from exc
-        report.views.append(ViewRun(fv.name, *window, time.perf_counter() - view_began))
+    with redis.Redis.from_url(settings.require_redis_url()) as control:
+        for fv in views:
+            source = fv.batch_source
+            window = _window(fv, report.ingested[source.name], Path(source.path), start, end)
+            if window is None:
+                say(f"{fv.name}: nothing new")
+                continue
+            say(f"{fv.name}: {window[0]:%Y-%m-%d %H:%M:%S} -> {window[1]:%Y-%m-%d %H:%M:%S}")
+            view_began = time.perf_counter()
+            try:
+                store.materialize(start_date=window[0], end_date=window[1], feature_views=[fv.name])
+            except Exception as exc:  # Feast raises anything from its engines; name the view.
+                runs.record_failure(control, spec.name, fv.name, time.perf_counter() - view_began)
+                raise MaterializationError(
+                    f"{spec.name}/{fv.name}: {type(exc).__name__}: {exc}"
+                ) from exc
+            seconds = time.perf_counter() - view_began
+            rows, newest = _window_stats(Path(source.path), source.timestamp_field, *window)
+            runs.record_success(control, spec.name, fv.name, rows, seconds, newest)
+            report.views.append(ViewRun(fv.name, *window, seconds, rows))
     report.seconds = time.perf_counter() - began
     return report

@@ -13,6 +13,9 @@ does (it points it at a temp dir of its own); `featureplane serve` sets it first
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from prometheus_client import (
@@ -23,6 +26,12 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from featureplane.observability.runs import TenantRuns
+from featureplane.tenancy.spec import TenantSpec
 
 # From 0.25 ms: the gateway's p50 is well under a millisecond; Feast's smallest bucket is 5 ms.
 LATENCY_BUCKETS = (
@@ -70,13 +79,6 @@ QUOTA_TOKENS = Gauge(
     ["tenant"],
     multiprocess_mode="livemostrecent",
 )
-QUOTA_LIMIT = Gauge(
-    "featureplane_quota_limit",
-    "The tenant's configured quotas (from tenant.yaml), for usage-versus-limit panels.",
-    ["tenant", "quota"],
-    multiprocess_mode="livemax",
-)
-
 UNAUTHENTICATED = "-"
 
 
@@ -84,13 +86,118 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 
-def exposition() -> bytes:
-    """The text exposition of every process's metrics."""
+# -- computed at scrape time ---------------------------------------------------------------
+# These come from tenant.yaml, the registry snapshot and the run records in Redis, read when
+# Prometheus scrapes, so they are exact whichever worker answers.
+
+
+@dataclass(frozen=True)
+class ScrapeSnapshot:
+    tenants: Sequence[TenantSpec]
+    runs: Mapping[str, TenantRuns]
+    registry_age_seconds: float
+    store_up: bool
+    store_used_memory_bytes: float | None
+    now: float = field(default_factory=time.time)
+
+
+def scrape_families(snap: ScrapeSnapshot) -> list[Metric]:
+    def gauge(name: str, doc: str, labels: Sequence[str]) -> GaugeMetricFamily:
+        return GaugeMetricFamily(name, doc, labels=labels)
+
+    freshness = gauge(
+        "featureplane_feature_freshness_seconds",
+        "Now minus the newest event time materialized online, per feature view.",
+        ["tenant", "feature_view"],
+    )
+    sla_freshness = gauge(
+        "featureplane_sla_freshness_seconds",
+        "The freshness target of each feature view (tenant.yaml sla.freshness_seconds).",
+        ["tenant", "feature_view"],
+    )
+    sla_latency = gauge(
+        "featureplane_sla_latency_p99_seconds", "The tenant's p99 latency target.", ["tenant"]
+    )
+    sla_availability = gauge(
+        "featureplane_sla_availability_ratio", "The tenant's availability target.", ["tenant"]
+    )
+    quota_limit = gauge(
+        "featureplane_quota_limit",
+        "The tenant's configured quotas (tenant.yaml).",
+        ["tenant", "quota"],
+    )
+    runs = CounterMetricFamily(
+        "featureplane_materialization_runs",
+        "Materialization runs per feature view, by outcome.",
+        labels=["tenant", "feature_view", "status"],
+    )
+    rows = CounterMetricFamily(
+        "featureplane_materialization_rows",
+        "Offline rows in the windows materialized online.",
+        labels=["tenant", "feature_view"],
+    )
+    duration = gauge(
+        "featureplane_materialization_duration_seconds",
+        "Duration of the latest materialization run.",
+        ["tenant", "feature_view"],
+    )
+    last_success = gauge(
+        "featureplane_materialization_last_success_timestamp_seconds",
+        "When the latest successful materialization run ended.",
+        ["tenant", "feature_view"],
+    )
+    for spec in snap.tenants:
+        sla_latency.add_metric([spec.name], spec.sla.latency_p99_ms / 1000)
+        sla_availability.add_metric([spec.name], spec.sla.availability)
+        for view, seconds in spec.sla.freshness_seconds.items():
+            sla_freshness.add_metric([spec.name, view], seconds)
+        for quota, limit in spec.quotas.model_dump().items():
+            quota_limit.add_metric([spec.name, quota], limit)
+        for view, record in snap.runs.get(spec.name, TenantRuns()).views.items():
+            runs.add_metric([spec.name, view, "success"], record.success)
+            runs.add_metric([spec.name, view, "failure"], record.failure)
+            rows.add_metric([spec.name, view], record.rows)
+            duration.add_metric([spec.name, view], record.duration_seconds)
+            if record.last_success is not None:
+                last_success.add_metric([spec.name, view], record.last_success)
+            if record.newest_event is not None:
+                freshness.add_metric([spec.name, view], max(0.0, snap.now - record.newest_event))
+    registry_age = gauge(
+        "featureplane_registry_age_seconds", "Age of the registry snapshot being served.", []
+    )
+    registry_age.add_metric([], snap.registry_age_seconds)
+    store_up = gauge("featureplane_online_store_up", "1 if the online store answered.", [])
+    store_up.add_metric([], 1.0 if snap.store_up else 0.0)
+    families: list[Metric] = [
+        freshness, sla_freshness, sla_latency, sla_availability, quota_limit,
+        runs, rows, duration, last_success, registry_age, store_up,
+    ]  # fmt: skip
+    if snap.store_used_memory_bytes is not None:
+        memory = gauge(
+            "featureplane_online_store_used_memory_bytes", "Redis used_memory (INFO memory).", []
+        )
+        memory.add_metric([], snap.store_used_memory_bytes)
+        families.append(memory)
+    return families
+
+
+class _Families(Collector):
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
+def exposition(extra: Iterable[Metric] = ()) -> bytes:
+    """The text exposition of every process's metrics, plus ``extra`` scrape-time families."""
     path = multiprocess_dir()
-    if not path:
-        return generate_latest(DEFAULT_REGISTRY)
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    if path:
+        multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    else:
+        registry.register(_Families(DEFAULT_REGISTRY.collect()))
+    registry.register(_Families(extra))
     return generate_latest(registry)
 
 

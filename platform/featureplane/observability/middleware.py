@@ -1,19 +1,44 @@
-"""Pure ASGI middleware recording every request's latency (no BaseHTTPMiddleware: cheap and
-streaming-safe). The tenant label is what authentication stored in ``scope["state"]``."""
+"""Per-request telemetry as one pure ASGI middleware (no BaseHTTPMiddleware: cheap and
+streaming-safe): request id, the server span, the latency histogram and the access log line.
+
+The request id is the caller's ``X-Request-ID`` when it is sane, else the W3C ``traceparent``
+trace id, else a new one; it is returned in ``X-Request-ID``. The tenant label is what
+authentication stored in ``scope["state"]``.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 import time
+import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from featureplane.observability import tracing
+from featureplane.observability.logging import ACCESS_LOGGER
 from featureplane.observability.metrics import REQUEST_DURATION, UNAUTHENTICATED
 
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+access_log = logging.getLogger(ACCESS_LOGGER)
 
-class MetricsMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+
+def request_id(headers: dict[str, str]) -> str:
+    given = headers.get("x-request-id", "")
+    if _REQUEST_ID.match(given):
+        return given
+    match = _TRACEPARENT.match(headers.get("traceparent", ""))
+    if match and match.group(1) != "0" * 32:
+        return match.group(1)
+    return uuid.uuid4().hex
+
+
+class RequestTelemetryMiddleware:
+    def __init__(self, app: ASGIApp, access_log_enabled: bool = True) -> None:
         self.app = app
+        self.access_log_enabled = access_log_enabled
         self._children: dict[tuple[str, str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -21,22 +46,54 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        rid = request_id(headers)
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
         status = 500
+        rid_header = (b"x-request-id", rid.encode())
 
-        async def send_with_status(message: Message) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", []), rid_header]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            tenant = scope.get("state", {}).get("tenant", UNAUTHENTICATED)
-            labels = (tenant, template, f"{status // 100}xx")
-            child = self._children.get(labels)
-            if child is None:
-                child = self._children[labels] = REQUEST_DURATION.labels(*labels)
-            child.observe(time.perf_counter() - started)
+        with tracing.server_span(
+            f"{scope['method']} request", headers, **{"http.request_id": rid}
+        ) as span:
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                elapsed = time.perf_counter() - started
+                template = getattr(scope.get("route"), "path", "unmatched")
+                tenant = state.get("tenant", UNAUTHENTICATED)
+                labels = (tenant, template, f"{status // 100}xx")
+                child = self._children.get(labels)
+                if child is None:
+                    child = self._children[labels] = REQUEST_DURATION.labels(*labels)
+                child.observe(elapsed)
+                if span is not None:
+                    span.update_name(f"{scope['method']} {template}")
+                    span.set_attributes(
+                        {
+                            "http.route": template,
+                            "http.status_code": status,
+                            "featureplane.tenant": tenant,
+                        }
+                    )
+                if self.access_log_enabled:
+                    access_log.info(
+                        "request",
+                        extra={
+                            "fields": {
+                                "request_id": rid,
+                                "tenant": tenant,
+                                "method": scope["method"],
+                                "route": template,
+                                "status": status,
+                                "latency_ms": round(elapsed * 1000, 3),
+                            }
+                        },
+                    )

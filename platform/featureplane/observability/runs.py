@@ -1,0 +1,97 @@
+"""Materialization run records, kept in the control keyspace of the online Redis.
+
+Materialization runs in short-lived processes (a CLI, a CronJob) that Prometheus never scrapes,
+so each run adds to ``featureplane:runs:{tenant}`` (a hash: ``<view>|<field>``) and every gateway
+exports the totals at scrape time. ``newest_event`` is the newest event time written online for
+the view: freshness is now minus that, computed when Prometheus asks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import redis
+import redis.asyncio as aioredis
+
+RUNS_PREFIX = "featureplane:runs:"
+
+
+def runs_key(tenant: str) -> str:
+    return f"{RUNS_PREFIX}{{{tenant}}}"
+
+
+@dataclass
+class ViewRuns:
+    """What the records say about one feature view."""
+
+    success: int = 0
+    failure: int = 0
+    rows: int = 0
+    duration_seconds: float = 0.0
+    last_success: float | None = None
+    newest_event: float | None = None
+
+
+@dataclass
+class TenantRuns:
+    views: dict[str, ViewRuns] = field(default_factory=dict)
+
+
+def record_success(
+    client: redis.Redis,
+    tenant: str,
+    view: str,
+    rows: int,
+    seconds: float,
+    newest_event: float | None,
+) -> None:
+    key = runs_key(tenant)
+    pipe = client.pipeline(transaction=True)
+    pipe.hincrby(key, f"{view}|success", 1)
+    pipe.hincrby(key, f"{view}|rows", rows)
+    pipe.hset(
+        key, mapping={f"{view}|duration_seconds": seconds, f"{view}|last_success": time.time()}
+    )
+    if newest_event is not None:
+        # Only ever forward: a backfill of older data must not make a view look staler.
+        pipe.eval(
+            "local v = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') "
+            "if tonumber(ARGV[2]) > v then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end",
+            1,
+            key,
+            f"{view}|newest_event",
+            newest_event,
+        )
+    pipe.execute()
+
+
+def record_failure(client: redis.Redis, tenant: str, view: str, seconds: float) -> None:
+    key = runs_key(tenant)
+    pipe = client.pipeline(transaction=True)
+    pipe.hincrby(key, f"{view}|failure", 1)
+    pipe.hset(key, f"{view}|duration_seconds", seconds)
+    pipe.execute()
+
+
+def parse(raw: Mapping[bytes, bytes]) -> TenantRuns:
+    runs = TenantRuns()
+    for name, value in raw.items():
+        view, _, attr = name.decode().rpartition("|")
+        record = runs.views.setdefault(view, ViewRuns())
+        number = float(value)
+        if attr in ("success", "failure", "rows"):
+            setattr(record, attr, int(number))
+        elif attr in ("duration_seconds", "last_success", "newest_event"):
+            setattr(record, attr, number)
+    return runs
+
+
+async def read_all(client: aioredis.Redis, tenants: Iterable[str]) -> dict[str, TenantRuns]:
+    names = list(tenants)
+    async with client.pipeline(transaction=False) as pipe:
+        for tenant in names:
+            pipe.hgetall(runs_key(tenant))
+        replies = await pipe.execute()
+    return {tenant: parse(reply) for tenant, reply in zip(names, replies, strict=True)}
