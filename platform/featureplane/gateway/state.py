@@ -30,7 +30,8 @@ class GatewayState:
     registry_error: str | None = None
 
 
-def get_state(request: Request) -> GatewayState:
+async def get_state(request: Request) -> GatewayState:
+    # async on purpose: FastAPI runs a sync dependency in a worker thread, a hop per request.
     state: GatewayState = request.app.state.gateway
     return state
 
