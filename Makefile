@@ -47,6 +47,7 @@ lint: venv  ## ruff, mypy (strict) and the generated-file staleness checks
 	$(BIN)/ruff format --check platform tests
 	$(BIN)/mypy
 	$(BIN)/featureplane tenants schema --check
+	$(BIN)/featureplane dashboards generate --check
 
 test: system-deps venv lint  ## Lint, then the whole suite against real Redis, PostgreSQL and Feast
 	$(BIN)/pytest $(PYTEST_ARGS)

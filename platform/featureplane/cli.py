@@ -29,6 +29,10 @@ app = typer.Typer(
 )
 tenants_app = typer.Typer(help="Tenants: validate, list, credentials.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
+dashboards_app = typer.Typer(
+    help="Grafana dashboards and Prometheus rules, generated from tenants/.", no_args_is_help=True
+)
+app.add_typer(dashboards_app, name="dashboards")
 console = Console()
 err = Console(stderr=True)
 
@@ -174,6 +178,30 @@ def tenants_env(tenant: str) -> None:
         print(f"export {key}={value!r}")
     print(f"export FEAST_FS_YAML_FILE_PATH={str(template_path(settings))!r}")
     print(f"# then: cd {settings.feature_repo_path / spec.name} && feast plan")
+
+
+# -- dashboards and rules ---------------------------------------------------------------------
+
+
+@dashboards_app.command("generate")
+def dashboards_generate(
+    check: Annotated[bool, typer.Option(help="Fail if the committed files are stale.")] = False,
+) -> None:
+    """Write dashboards/ (Grafana JSON, Prometheus rules, provisioning) from the tenants."""
+    from featureplane.observability.artifacts import stale, write_all
+
+    settings = _settings()
+    catalog = _catalog(settings)
+    root = settings.tenants_path.parent  # dashboards/ sits beside tenants/
+    if check:
+        outdated = stale(root, catalog)
+        if outdated:
+            names = ", ".join(str(p) for p in outdated)
+            raise FeatureplaneError(f"stale: {names}: run `featureplane dashboards generate`")
+        console.print(f"[green]ok[/] dashboards and rules under {root / 'dashboards'} are current")
+        return
+    for path in write_all(root, catalog):
+        console.print(f"wrote {path}")
 
 
 # -- registry and data ------------------------------------------------------------------------
