@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -45,14 +46,17 @@ def test_access_log_is_one_json_object_per_request(
         headers=bearer(deployment.tokens["fraud"]) | {"X-Request-ID": "log-check-1"},
     )
     http.post("/get-online-features", json=BODY, headers={"X-Request-ID": "log-check-2"})
-    lines = [
-        json.loads(line) for line in gateway.log.read_text().splitlines() if line.startswith("{")
-    ]
-    by_id = {entry.get("request_id"): entry for entry in lines}
+    by_id: dict[str, dict[str, object]] = {}
+    deadline = time.monotonic() + 5
+    while not {"log-check-1", "log-check-2"} <= by_id.keys() and time.monotonic() < deadline:
+        time.sleep(0.05)  # each line is written once its response has gone out
+        lines = [x for x in gateway.log.read_text().splitlines() if x.startswith("{")]
+        by_id = {entry.get("request_id"): entry for entry in map(json.loads, lines)}
     ok, refused = by_id["log-check-1"], by_id["log-check-2"]
     assert ok["tenant"] == "fraud"
     assert ok["route"] == "/get-online-features"
     assert ok["status"] == 200
+    assert isinstance(ok["latency_ms"], float)
     assert ok["latency_ms"] > 0
     assert ok["level"] == "info"
     assert refused["status"] == 401

@@ -1,0 +1,257 @@
+"""Every PromQL expression the dashboards and the rules use, in one place.
+
+Each function takes a tenant matcher (``tenant_is("fraud")`` in rules, ``tenant="$tenant"`` in
+dashboards, :data:`ALL_TENANTS` for platform-wide views) and a range (``"5m"``, or Grafana's
+``$__rate_interval``), so a panel and the alert that pages on the same signal read the same
+expression. The scrape job appears only through :data:`JOB`.
+
+Ratios of bad requests are written ``1 - good / all``, so they are ``0`` rather than absent while
+nothing fails: an absent series blanks a panel and hides a tenant from a ``topk``.
+
+Series the gateway computes at scrape time from shared state (tenant.yaml targets and limits,
+materialization records in Redis, the registry, Redis itself) are the same on every gateway
+replica, so they are aggregated with ``max``/``min``, never ``sum``.
+"""
+
+from __future__ import annotations
+
+from featureplane.observability.metrics import LATENCY_BUCKETS
+
+# The Prometheus scrape job of the gateways. The Helm chart may rename it: set this before
+# rendering (every selector reads it at call time).
+JOB = "featureplane"
+
+SERVING_ROUTE = "/get-online-features"
+ALL_TENANTS = 'tenant!="-"'  # "-" labels requests refused before authentication
+SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+# The latency SLO reads "99% of requests within sla.latency_p99_ms": a 1% error budget.
+LATENCY_SLO_BUDGET = 0.01
+
+REQUEST_RATE_RECORD = "featureplane:requests:rate5m"
+P99_RECORD = "featureplane:request_latency_seconds:p99_5m"
+
+_REQUESTS = "featureplane_request_duration_seconds_count"
+_REQUEST_BUCKETS = "featureplane_request_duration_seconds_bucket"
+_STORE_READ_BUCKETS = "featureplane_online_store_read_duration_seconds_bucket"
+
+
+def label_is(label: str, value: str) -> str:
+    return f'{label}="{value}"'
+
+
+def tenant_is(name: str) -> str:
+    return label_is("tenant", name)
+
+
+def selector(*matchers: str) -> str:
+    """A series selector scoped to the gateways' job: ``{job="featureplane",<matchers>}``."""
+    return "{" + ",".join([label_is("job", JOB), *matchers]) + "}"
+
+
+def _serving(tenant: str, *matchers: str) -> str:
+    return selector(tenant, label_is("route", SERVING_ROUTE), *matchers)
+
+
+def _sum(by: str) -> str:
+    return f"sum by ({by})" if by else "sum"
+
+
+def _sum_rate(series: str, window: str, by: str) -> str:
+    return f"{_sum(by)} (rate({series}[{window}]))"
+
+
+def _quantile(q: float, buckets: str, window: str, by: str) -> str:
+    labels = f"{by}, le" if by else "le"
+    return f"histogram_quantile({q:g}, sum by ({labels}) (rate({buckets}[{window}])))"
+
+
+def tenant_names() -> str:
+    """Grafana's variable query for the tenants that have sent feature requests."""
+    return f"label_values({_REQUESTS}{selector(ALL_TENANTS)}, tenant)"
+
+
+# -- requests --------------------------------------------------------------------------------
+
+
+def request_rate(tenant: str, window: str, by: str = "tenant") -> str:
+    """Requests per second on the serving route, every status included."""
+    return _sum_rate(_REQUESTS + _serving(tenant), window, by)
+
+
+def status_ratio(status_class: str, tenant: str, window: str, by: str = "tenant") -> str:
+    """The fraction of serving-route requests answered with ``status_class`` (``"5xx"``...)."""
+    others = _REQUESTS + _serving(tenant, f'status_class!="{status_class}"')
+    return f"1 - {_sum_rate(others, window, by)} / {request_rate(tenant, window, by)}"
+
+
+def availability(tenant: str, window: str, by: str = "tenant") -> str:
+    """The non-5xx ratio: what ``sla.availability`` promises."""
+    good = _REQUESTS + _serving(tenant, 'status_class!="5xx"')
+    return f"{_sum_rate(good, window, by)} / {request_rate(tenant, window, by)}"
+
+
+def errors_by_code(tenant: str, window: str) -> str:
+    return _sum_rate("featureplane_request_errors_total" + selector(tenant), window, "code")
+
+
+def latency_quantile(q: float, tenant: str, window: str, by: str = "tenant") -> str:
+    """The ``q`` quantile of serving-route latency, in seconds."""
+    return _quantile(q, _REQUEST_BUCKETS + _serving(tenant), window, by)
+
+
+def latency_bucket(target_seconds: float) -> float:
+    """The histogram bucket the latency SLO counts as fast enough.
+
+    The target itself when it is a bucket boundary; otherwise the smallest boundary above it,
+    which errs lenient (a 12 ms target is measured as 15 ms) rather than counting requests that
+    met the target as slow.
+    """
+    for bound in LATENCY_BUCKETS:
+        if bound >= target_seconds * (1 - 1e-9):
+            return bound
+    raise ValueError(
+        f"a latency target of {target_seconds:g} s is beyond the largest histogram bucket "
+        f"({LATENCY_BUCKETS[-1]:g} s)"
+    )
+
+
+def _le(bound: float) -> str:
+    text = repr(float(bound))
+    if text.endswith(".0"):  # the client writes "1.0"; Prometheus 3 stores it as "1"
+        whole = text.removesuffix(".0")
+        return f'le=~"{whole}|{whole}\\\\.0"'
+    return label_is("le", text)
+
+
+def latency_error_ratio(tenant: str, window: str, target_seconds: float) -> str:
+    """The fraction of serving-route requests slower than ``target_seconds`` (see above)."""
+    fast = _REQUEST_BUCKETS + _serving(tenant, _le(latency_bucket(target_seconds)))
+    return f"1 - {_sum_rate(fast, window, 'tenant')} / {request_rate(tenant, window)}"
+
+
+def entity_rows_rate(tenant: str, window: str, by: str = "tenant") -> str:
+    return _sum_rate("featureplane_entity_rows_total" + selector(tenant), window, by)
+
+
+def top(k: int, expr: str) -> str:
+    return f"topk({k}, {expr})"
+
+
+# -- SLO recording rules and burn rates ------------------------------------------------------
+
+
+def availability_errors_record(window: str) -> str:
+    return f"featureplane:slo_availability_errors:ratio_rate{window}"
+
+
+def latency_errors_record(window: str) -> str:
+    return f"featureplane:slo_latency_errors:ratio_rate{window}"
+
+
+def availability_burn_rate(tenant: str, window: str) -> str:
+    """How many times faster than sustainable the availability budget is spent (1 = on budget)."""
+    target = f"featureplane_sla_availability_ratio{selector(tenant)}"
+    return (
+        f"{availability_errors_record(window)}{{{tenant}}}"
+        f" / on (tenant) (1 - max by (tenant) ({target}))"
+    )
+
+
+def latency_burn_rate(tenant: str, window: str) -> str:
+    return f"{latency_errors_record(window)}{{{tenant}}} / {LATENCY_SLO_BUDGET:g}"
+
+
+# -- targets and quotas (tenant.yaml, exported by the gateway) -------------------------------
+
+
+def latency_target(tenant: str) -> str:
+    return f"max(featureplane_sla_latency_p99_seconds{selector(tenant)})"
+
+
+def availability_target(tenant: str) -> str:
+    return f"max(featureplane_sla_availability_ratio{selector(tenant)})"
+
+
+def quota_limit(tenant: str, quota: str) -> str:
+    return f"max(featureplane_quota_limit{selector(tenant, label_is('quota', quota))})"
+
+
+def inflight(tenant: str) -> str:
+    """Requests being served now: each replica exports its workers' sum, so sum the replicas."""
+    return f"sum(featureplane_quota_inflight_requests{selector(tenant)})"
+
+
+def quota_rejections(tenant: str, window: str, by: str) -> str:
+    return _sum_rate("featureplane_quota_rejections_total" + selector(tenant), window, by)
+
+
+# -- data: freshness and materialization -----------------------------------------------------
+
+
+def freshness(tenant: str) -> str:
+    series = f"featureplane_feature_freshness_seconds{selector(tenant)}"
+    return f"max by (tenant, feature_view) ({series})"
+
+
+def freshness_target(tenant: str) -> str:
+    series = f"featureplane_sla_freshness_seconds{selector(tenant)}"
+    return f"max by (tenant, feature_view) ({series})"
+
+
+def freshness_breach(tenant: str) -> str:
+    return f"{freshness(tenant)} > {freshness_target(tenant)}"
+
+
+def materialization_runs(tenant: str, window: str, *matchers: str) -> str:
+    runs = f"featureplane_materialization_runs_total{selector(tenant, *matchers)}"
+    return f"max by (tenant, feature_view, status) (increase({runs}[{window}]))"
+
+
+def materialization_failures(tenant: str, window: str) -> str:
+    return f"{materialization_runs(tenant, window, label_is('status', 'failure'))} > 0"
+
+
+def since_last_materialization(tenant: str) -> str:
+    last = f"featureplane_materialization_last_success_timestamp_seconds{selector(tenant)}"
+    return f"time() - max by (feature_view) ({last})"
+
+
+def materialized_rows(tenant: str, window: str) -> str:
+    rows = f"featureplane_materialization_rows_total{selector(tenant)}"
+    return f"max by (feature_view) (increase({rows}[{window}]))"
+
+
+def materialization_duration(tenant: str) -> str:
+    series = f"featureplane_materialization_duration_seconds{selector(tenant)}"
+    return f"max by (feature_view) ({series})"
+
+
+# -- the online store and the registry -------------------------------------------------------
+
+
+def store_read_quantile(q: float, tenant: str, window: str, by: str = "tenant") -> str:
+    """The ``q`` quantile of one pipelined online-store read, in seconds."""
+    return _quantile(q, _STORE_READ_BUCKETS + selector(tenant), window, by)
+
+
+def store_up() -> str:
+    """0 as soon as any replica cannot reach the online store."""
+    return f"min(featureplane_online_store_up{selector()})"
+
+
+def gateway_down() -> str:
+    """A gateway target Prometheus cannot scrape (or none at all)."""
+    return f"up{selector()} == 0 or absent(up{selector()})"
+
+
+def store_down() -> str:
+    return f"featureplane_online_store_up{selector()} == 0"
+
+
+def store_used_memory() -> str:
+    return f"max(featureplane_online_store_used_memory_bytes{selector()})"
+
+
+def registry_age() -> str:
+    """The oldest registry snapshot any replica is serving."""
+    return f"max(featureplane_registry_age_seconds{selector()})"
