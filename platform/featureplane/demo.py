@@ -34,7 +34,7 @@ from featureplane.gateway.catalog import ServingCatalog
 from featureplane.materialize.runner import materialize_tenant
 from featureplane.registry.apply import apply_tenant
 from featureplane.registry.feast_config import close_registry, open_registry
-from featureplane.samples import generate, land_samples
+from featureplane.samples import generate, land
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.credentials import CredentialStore
@@ -80,7 +80,7 @@ def deploy_samples(
     tables: dict[str, dict[str, pa.Table]] = {}
     for spec in catalog.values():
         tables[spec.name] = generate(settings, spec, rows, now)
-        land_samples(settings, spec, rows, now)
+        land(settings, spec, tables[spec.name])
         result = apply_tenant(settings, spec)
         say(f"[green]applied[/] {spec.name} ({result.seconds:.1f} s)")
         report = materialize_tenant(settings, spec)

@@ -38,11 +38,11 @@ def generate(settings: Settings, spec: TenantSpec, rows: int, now: datetime) -> 
     return tables
 
 
-def land_samples(settings: Settings, spec: TenantSpec, rows: int, now: datetime) -> dict[str, Path]:
-    """Generate and drop one batch per source into the tenant's landing folders."""
+def land(settings: Settings, spec: TenantSpec, tables: dict[str, pa.Table]) -> dict[str, Path]:
+    """Drop one batch per source into the tenant's landing folders."""
     return {
         source: write_part(
             table, landing_dir(settings.data_path, spec.feast_project, source), "batch"
         )
-        for source, table in generate(settings, spec, rows, now).items()
+        for source, table in tables.items()
     }

@@ -12,7 +12,7 @@ from featureplane.materialize.parquet import read_parts, write_part
 from featureplane.materialize.runner import materialize_tenant
 from featureplane.registry.apply import apply_tenant
 from featureplane.registry.feast_config import feature_store
-from featureplane.samples import generate, land_samples
+from featureplane.samples import generate, land
 from featureplane.sources import landing_dir, offline_dir
 from featureplane.tenancy.catalog import TenantCatalog
 from tests.conftest import make_settings
@@ -38,7 +38,7 @@ def test_first_run_loads_everything_then_runs_incrementally(
     # Events up to 30 days old: older than the view's 7-day ttl, which Feast's own first
     # incremental run would skip.
     old_now = datetime.now(UTC) - timedelta(days=30)
-    land_samples(settings, spec, 100, old_now)
+    land(settings, spec, generate(settings, spec, 100, old_now))
     report = materialize_tenant(settings, spec)
     assert report.ingested["account_activity"].rows == 120
     store = feature_store(settings, spec)
