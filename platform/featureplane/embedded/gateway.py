@@ -9,10 +9,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import httpx
 
+from featureplane.embedded.process import LocalServer
 from featureplane.errors import FeatureplaneError
 from featureplane.settings import Settings
 
@@ -29,8 +30,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
     }
 
 
-class GatewayProcess:
+class GatewayProcess(LocalServer):
+    stop_signal = signal.SIGINT  # uvicorn's graceful shutdown, workers included
+    stop_timeout = 15.0
+
     def __init__(self, settings: Settings, port: int, workers: int = 2) -> None:
+        super().__init__()
         self.port = port
         self.workers = workers
         self.base = f"http://127.0.0.1:{port}"
@@ -39,9 +44,8 @@ class GatewayProcess:
         self._env = os.environ | settings_env(settings)
         self._env["FEATUREPLANE_METRICS_DIR"] = str(self.metrics_dir)
         self._env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the gateway owns it, never Feast's
-        self._proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> GatewayProcess:
+    def start(self, timeout: float = 60.0) -> Self:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "featureplane.cli", "serve", "--port", str(self.port)]
         cmd += ["--workers", str(self.workers)]
@@ -63,26 +67,3 @@ class GatewayProcess:
                     f"the gateway was not ready within {timeout:.0f} s ({self.log})"
                 )
             time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown, workers included
-            try:
-                self._proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
-
-    def __enter__(self) -> GatewayProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -12,10 +12,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import redis
 
+from featureplane.embedded.process import LocalServer
 from featureplane.errors import ConfigError
 
 
@@ -44,18 +45,18 @@ def redis_server_binary() -> str:
     )
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(LocalServer):
     def __init__(self, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
+        super().__init__()
         self.port = port or free_port()
         self._extra = extra_args
-        self._proc: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+    def start(self, timeout: float = 10.0) -> Self:
         self._dir = tempfile.TemporaryDirectory(prefix="featureplane-redis-")
         args = [
             redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
@@ -80,29 +81,7 @@ class EmbeddedRedis:
         client.close()
         return self
 
-    def stop(self) -> None:
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait()
-            if self._proc.stderr is not None:
-                self._proc.stderr.close()
-        self._proc = None
+    def _cleanup(self) -> None:
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
-
-    def __enter__(self) -> EmbeddedRedis:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
