@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint system-deps bench-deps bench-quotas venv clean
+.PHONY: help demo test lint system-deps bench-deps bench bench-quick bench-quotas venv clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,6 +26,7 @@ system-deps:  ## Install the Debian packages the demo and tests start: redis-ser
 
 bench-deps:  ## Install wrk and hey (Debian) for the benchmarks, as root, when missing
 	@missing=""; for tool in wrk hey; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	command -v /usr/bin/time >/dev/null || missing="$$missing time"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else echo "missing Debian packages:$$missing — install them (or run make as root)"; exit 1; fi; \
@@ -51,6 +52,12 @@ lint: venv  ## ruff, mypy (strict) and the generated-file staleness checks
 
 test: system-deps venv lint  ## Lint, then the whole suite against real Redis, PostgreSQL and Feast
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: system-deps bench-deps venv  ## Feast vs floor vs gateway serving; Feast vs featureplane materialization (1M rows)
+	$(BIN)/python -m tests.benchmarks.serving --rows 1000000 --seconds 15
+
+bench-quick: system-deps bench-deps venv  ## The same on 100k rows and 5 s cells (about 2 minutes)
+	$(BIN)/python -m tests.benchmarks.serving --rows 100000 --seconds 5 --out .featureplane/bench/serving-quick.json
 
 bench-quotas: system-deps bench-deps venv  ## B's latency alone and under A's flood; throughput with quotas on/off
 	$(BIN)/python -m tests.benchmarks.quota_isolation

@@ -31,6 +31,10 @@ def template_path(settings: Settings) -> Path:
 
 def feast_env(settings: Settings, project: str) -> dict[str, str]:
     """The variables the template expands, for the given Feast project."""
+    if settings.registry_url.startswith("sqlite:///"):  # SQLite creates the file, not its folder
+        Path(settings.registry_url.removeprefix("sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True
+        )
     return {
         "FEATUREPLANE_PROJECT": project,
         "FEATUREPLANE_REGISTRY_URL": settings.registry_url,

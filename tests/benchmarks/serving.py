@@ -1,0 +1,286 @@
+"""Serving and materialization benchmark (not a test; `make bench`, `make bench-quick`).
+
+In one run on one machine, against one Redis holding the reference dataset
+(`../shared/reference/baseline-kit`: N users x 10 features):
+
+- materialization of the whole dataset by Feast's local engine and by featureplane's engine
+  (wall, rows/s, peak RSS; each in its own `feast materialize` process under /usr/bin/time);
+- serving, 10 features at 1 and 100 random entities, 8 and 32 connections (wrk): stock
+  `feast serve` with the tuned flags, the bare Starlette floor, and the featureplane gateway
+  with auth, quotas and metrics on; then the gateway's raw p99 (hey) at half its max rate.
+
+Prints a table with the ratios and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+import yaml
+
+from featureplane.embedded import EmbeddedRedis, GatewayProcess, free_port
+from featureplane.registry.apply import apply_tenant
+from featureplane.registry.feast_config import render
+from featureplane.settings import Settings
+from featureplane.tenancy.catalog import TenantCatalog
+from featureplane.tenancy.credentials import CredentialStore
+from tests.benchmarks.loadtools import hey, require
+
+ROOT = Path(__file__).resolve().parents[2]
+KIT = ROOT.parent / "shared" / "reference" / "baseline-kit"
+FEATURES = [f"user_features:f_float_{i}" for i in range(4)]
+FEATURES += [f"user_features:f_int_{i}" for i in range(3)] + [
+    f"user_features:f_str_{i}" for i in range(3)
+]
+TENANT = {
+    "name": "scale",
+    "owners": [{"name": "Benchmarks", "email": "bench@example.com"}],
+    "cost_centre": "CC-0000-BENCH",
+    "sla": {"latency_p99_ms": 5},
+    "quotas": {
+        "requests_per_second": 1_000_000, "burst": 1_000_000, "max_concurrent_requests": 10_000,
+        "max_entities_per_request": 1000, "max_features_per_request": 100, "max_body_bytes": 1_048_576,
+    },
+}  # fmt: skip
+
+WRK_LUA = """
+local N, MAXID = {n}, {maxid}
+local feats = '{feats}'
+local headers = {{ ["Content-Type"] = "application/json", ["Authorization"] = "Bearer {token}" }}
+math.randomseed(os.time())
+function request()
+  local ids = {{}}
+  for i = 1, N do ids[i] = math.random(0, MAXID - 1) end
+  return wrk.format("POST", "/get-online-features", headers,
+    '{{"features":' .. feats .. ',"entities":{{"user_id":[' .. table.concat(ids, ",") .. ']}}}}')
+end
+function done(summary, latency, requests)
+  io.write(string.format('RESULT {{"rps":%.1f,"p50_ms":%.2f,"p99_ms":%.2f,"requests":%d,"errors":%d}}\\n',
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, summary.requests,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout))
+end
+"""
+
+
+def wrk_run(
+    base: str, token: str, entities: int, rows: int, connections: int, seconds: float, tmp: Path
+) -> dict[str, Any]:
+    script = tmp / f"post-{entities}.lua"
+    script.write_text(
+        WRK_LUA.format(n=entities, maxid=rows, feats=json.dumps(FEATURES), token=token)
+    )
+    out = subprocess.run(
+        [require("wrk"), "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--timeout", "10s", "-s", str(script), base],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return json.loads(out.split("RESULT ", 1)[1].splitlines()[0])  # type: ignore[no-any-return]
+
+
+def wait_http(url: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@contextmanager
+def process(
+    cmd: list[str], url: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[None]:
+    log = open(os.devnull, "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=log)
+    try:
+        wait_http(url)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def feast_yaml(settings: Settings, path: Path, engine: Any, db: int) -> Path:
+    raw = render(settings, "scale")
+    raw["online_store"]["connection_string"] = raw["online_store"]["connection_string"].replace(
+        "db=0", f"db={db}"
+    )
+    raw["batch_engine"] = engine
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def timed_materialize(
+    repo: Path, config: Path, env: dict[str, str], start: datetime, end: datetime
+) -> dict[str, float]:
+    out = subprocess.run(
+        ["/usr/bin/time", "-f", "TIME %e %M", str(Path(sys.executable).with_name("feast")), "-c", str(repo), "-f", str(config),
+         "materialize", start.strftime("%Y-%m-%dT%H:%M:%S"), end.strftime("%Y-%m-%dT%H:%M:%S")],
+        capture_output=True, text=True, env=env, check=True,
+    ).stderr  # fmt: skip
+    wall, rss_kb = re.findall(r"TIME ([\d.]+) (\d+)", out)[-1]
+    return {"wall_s": float(wall), "peak_rss_mb": int(rss_kb) / 1024}
+
+
+def run(rows: int, seconds: float) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "rows": rows,
+        "seconds_per_cell": seconds,
+        "materialize": {},
+        "serving": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="fp-bench-") as tmp_name, EmbeddedRedis() as server:
+        tmp = Path(tmp_name)
+        data = tmp / "users.parquet"
+        subprocess.run(
+            [sys.executable, str(KIT / "gen_synthetic.py"), str(rows), str(data)],
+            check=True,
+            capture_output=True,
+        )
+        tenants, repos = tmp / "tenants", tmp / "feature_repo"
+        (tenants / "scale").mkdir(parents=True)
+        (tenants / "scale" / "tenant.yaml").write_text(yaml.safe_dump(TENANT))
+        (repos / "scale").mkdir(parents=True)
+        shutil.copy(ROOT / "feature_repo" / "feature_store.yaml", repos)
+        shutil.copy(KIT / "scale_repo_features.py", repos / "scale" / "scale_features.py")
+        settings = Settings(
+            redis_url=server.url, data_dir=tmp / "data", tenants_dir=tenants, feature_repo_dir=repos
+        )
+        os.environ["SCALE_SRC"] = str(data)
+        env = os.environ | {"SCALE_SRC": str(data)}
+        spec = TenantCatalog.load(tenants)["scale"]
+        apply_tenant(settings, spec)
+
+        start, end = datetime.now(UTC) - timedelta(days=3), datetime.now(UTC) + timedelta(hours=1)
+        engines = {
+            "feast local": ("local", 1),
+            "featureplane": (
+                {
+                    "type": "featureplane.materialize.engine.FeatureplaneEngine",
+                    "batch_rows": 10_000,
+                },
+                0,
+            ),
+        }
+        for name, (engine, db) in engines.items():
+            config = feast_yaml(settings, tmp / f"fs-{db}.yaml", engine, db)
+            if name == "feast local":
+                raw = yaml.safe_load(config.read_text())
+                raw["materialization"] = {"online_write_batch_size": 10_000}
+                config.write_text(yaml.safe_dump(raw))
+            measured = timed_materialize(repos / "scale", config, env, start, end)
+            measured["rows_per_s"] = rows / measured["wall_s"]
+            results["materialize"][name] = measured
+        with redis.Redis.from_url(server.url) as client:
+            token = CredentialStore(client, settings.pepper).issue("scale").token
+
+        serve_yaml = feast_yaml(settings, tmp / "fs-serve.yaml", "local", 0)
+        feast_port, floor_port = free_port(), free_port()
+        servers = {
+            "feast serve (tuned, w=2)": (
+                [str(Path(sys.executable).with_name("feast")), "-c", str(repos / "scale"), "-f", str(serve_yaml), "serve",
+                 "-h", "127.0.0.1", "-p", str(feast_port), "-w", "2", "--no-access-log", "--max-requests", "0"],
+                f"http://127.0.0.1:{feast_port}", None, env,
+            ),
+            "floor (Starlette + orjson, w=2)": (
+                [str(Path(sys.executable).with_name("uvicorn")), "--host", "127.0.0.1", "--port", str(floor_port), "--no-access-log",
+                 "--loop", "uvloop", "--http", "httptools", "--workers", "2", "floor_starlette:app"],
+                f"http://127.0.0.1:{floor_port}", KIT, env | {"FLOOR_REDIS_PORT": str(server.port), "FLOOR_PROJECT": "scale", "PYTHONPATH": str(KIT)},
+            ),
+        }  # fmt: skip
+        for name, (cmd, base, cwd, penv) in servers.items():
+            with process(cmd, f"{base}/health", cwd, penv):
+                results["serving"][name] = _cells(base, token, rows, seconds, tmp)
+        with GatewayProcess(settings, free_port(), workers=2) as gw:
+            name = "featureplane gateway (auth+quotas+metrics, w=2)"
+            results["serving"][name] = _cells(gw.base, token, rows, seconds, tmp)
+            half = int(results["serving"][name]["1x8"]["rps"] / 2)
+            body = {"features": FEATURES, "entities": {"user_id": [12345]}}
+            results["gateway_p99_at_half_max_1_entity"] = hey(
+                f"{gw.base}/get-online-features", token, body, half, seconds, connections=8
+            ).__dict__
+    return results
+
+
+def _cells(base: str, token: str, rows: int, seconds: float, tmp: Path) -> dict[str, Any]:
+    wrk_run(base, token, 1, rows, 8, 3, tmp)  # warm-up
+    return {
+        f"{n}x{c}": wrk_run(base, token, n, rows, c, seconds, tmp)
+        for n in (1, 100)
+        for c in (8, 32)
+    }
+
+
+def table(r: dict[str, Any]) -> str:
+    lines = [f"materialization of {r['rows']:,} rows x 10 features"]
+    local = r["materialize"]["feast local"]
+    for name, m in r["materialize"].items():
+        lines.append(
+            f"  {name:<14} {m['wall_s']:7.1f} s  {m['rows_per_s']:9,.0f} rows/s  {m['peak_rss_mb']:6.0f} MB  x{local['wall_s'] / m['wall_s']:.1f}"
+        )
+    serving = r["serving"]
+    names = list(serving)
+    feast, floor, ours = names[0], names[1], names[2]
+    lines.append(
+        "serving, req/s (wrk, 10 features)   " + "  ".join(f"{c:>9}" for c in serving[feast])
+    )
+    for name in names:
+        lines.append(
+            f"  {name:<44}" + "  ".join(f"{serving[name][c]['rps']:9.0f}" for c in serving[name])
+        )
+    lines.append(
+        f"  {'gateway / feast serve':<44}"
+        + "  ".join(
+            f"{serving[ours][c]['rps'] / serving[feast][c]['rps']:9.2f}" for c in serving[ours]
+        )
+    )
+    lines.append(
+        f"  {'gateway / floor':<44}"
+        + "  ".join(
+            f"{serving[ours][c]['rps'] / serving[floor][c]['rps']:9.2f}" for c in serving[ours]
+        )
+    )
+    half = r["gateway_p99_at_half_max_1_entity"]
+    lines.append(
+        f"gateway raw p50 / p99 at half its max rate, 1 entity (hey, c=8): {half['p50_ms']:.2f} / {half['p99_ms']:.2f} ms"
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--out", type=Path, default=Path(".featureplane/bench/serving.json"))
+    args = parser.parse_args()
+    results = run(args.rows, args.seconds)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(table(results))
+    print(f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
