@@ -90,3 +90,11 @@ def hey(
 
     statuses = {int(c): int(n) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
     return HeyResult(pct(50), pct(99), statuses)
+
+
+def publish(results: dict[str, Any], out: Path, table: str) -> None:
+    """Write a benchmark's results as JSON and print its table."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(table)
+    print(f"\nwritten to {out}")

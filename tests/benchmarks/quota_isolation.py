@@ -9,7 +9,6 @@ writes JSON. Everything runs on loopback: a throwaway Redis, a SQLite registry, 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -26,7 +25,7 @@ from featureplane.demo import deploy_samples
 from featureplane.embedded import EmbeddedRedis, GatewayProcess, free_port
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
-from tests.benchmarks.loadtools import hey, wrk
+from tests.benchmarks.loadtools import hey, publish, wrk
 
 ROOT = Path(__file__).resolve().parents[2]
 A, B = "fraud", "recsys"
@@ -126,10 +125,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(".featureplane/bench/quotas.json"))
     args = parser.parse_args()
     results = run(args.seconds, args.b_rate)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    print(table(results))
-    print(f"\nwritten to {args.out}")
+    publish(results, args.out, table(results))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from featureplane.registry.feast_config import render
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.credentials import CredentialStore
-from tests.benchmarks.loadtools import hey, require
+from tests.benchmarks.loadtools import hey, publish, require
 
 ROOT = Path(__file__).resolve().parents[2]
 KIT = ROOT.parent / "shared" / "reference" / "baseline-kit"
@@ -276,10 +276,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(".featureplane/bench/serving.json"))
     args = parser.parse_args()
     results = run(args.rows, args.seconds)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    print(table(results))
-    print(f"\nwritten to {args.out}")
+    publish(results, args.out, table(results))
 
 
 if __name__ == "__main__":
