@@ -9,7 +9,6 @@ writes JSON. Everything runs on loopback: a throwaway Redis, a SQLite registry, 
 from __future__ import annotations
 
 import argparse
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,13 +18,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from featureplane.demo import deploy_samples
 from featureplane.embedded import EmbeddedRedis, GatewayProcess, free_port
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 from tests.benchmarks.loadtools import hey, publish, wrk
+from tests.tenants import tenants_with_quotas
 
 ROOT = Path(__file__).resolve().parents[2]
 A, B = "fraud", "recsys"
@@ -38,18 +36,13 @@ B_BODY = {
 
 
 def _tenants(tmp: Path) -> Path:
-    target = tmp / "tenants"
-    shutil.copytree(ROOT / "tenants", target)
-    quotas = {
-        A: {"requests_per_second": A_RATE, "burst": A_RATE},
-        B: {"requests_per_second": 1e6, "burst": 1_000_000},
-    }
-    for tenant, values in quotas.items():
-        path = target / tenant / "tenant.yaml"
-        spec = yaml.safe_load(path.read_text())
-        spec["quotas"].update(values)
-        path.write_text(yaml.safe_dump(spec))
-    return target
+    return tenants_with_quotas(
+        tmp,
+        {
+            A: {"requests_per_second": A_RATE, "burst": A_RATE},
+            B: {"requests_per_second": 1e6, "burst": 1_000_000},
+        },
+    )
 
 
 def run(seconds: float, b_rate: int) -> dict[str, Any]:

@@ -7,7 +7,6 @@ get small quotas (a copy of tenants/ with edited numbers) so the limits are reac
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,15 +15,15 @@ import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
-import yaml
 
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.errors import QuotaExceededError
 from featureplane.gateway.quotas import InMemoryQuotaStore, RedisQuotaStore
 from featureplane.tenancy.spec import Quotas
-from tests.conftest import ROOT, Deployment, bearer, start_gateway
+from tests.conftest import Deployment, bearer, start_gateway
 from tests.load import paced
+from tests.tenants import tenants_with_quotas
 
 RATE = 40.0  # fraud's requests/s in this module
 FRAUD_BODY = {"features": ["account_stats:txn_count_24h"], "entities": {"account_id": [1]}}
@@ -33,22 +32,17 @@ PRICE_KEYS = {"store_id": [1], "sku": ["sku-00000"]}
 
 
 def _quota_tenants(tmp: Path) -> Path:
-    target = tmp / "tenants"
-    shutil.copytree(ROOT / "tenants", target)
-    edits: dict[str, dict[str, Any]] = {
-        "fraud": {"requests_per_second": RATE, "burst": 5},
-        "recsys": {"requests_per_second": 200, "burst": 50},
-        "pricing": {
-            "requests_per_second": 100, "burst": 100, "max_entities_per_request": 3,
-            "max_features_per_request": 2, "max_body_bytes": 400, "max_concurrent_requests": 2,
+    return tenants_with_quotas(
+        tmp,
+        {
+            "fraud": {"requests_per_second": RATE, "burst": 5},
+            "recsys": {"requests_per_second": 200, "burst": 50},
+            "pricing": {
+                "requests_per_second": 100, "burst": 100, "max_entities_per_request": 3,
+                "max_features_per_request": 2, "max_body_bytes": 400, "max_concurrent_requests": 2,
+            },
         },
-    }  # fmt: skip
-    for tenant, quotas in edits.items():
-        path = target / tenant / "tenant.yaml"
-        spec = yaml.safe_load(path.read_text())
-        spec["quotas"].update(quotas)
-        path.write_text(yaml.safe_dump(spec))
-    return target
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
