@@ -174,8 +174,43 @@ def native(value: ValueProto) -> Any:
     return getattr(value, which)
 
 
+_DOUBLE = struct.Struct("<d")
+_FLOAT32 = struct.Struct("<f")
+_VARINT_TAGS = frozenset({0x18, 0x20, 0x40})  # int32, int64, unix_timestamp
+
+
+def _varint(raw: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = raw[pos]
+        value |= (byte & 0x7F) << shift
+        pos += 1
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
 def decode_value(raw: bytes | None) -> Any:
-    """Stored bytes to a JSON-ready value; an absent or empty value is None."""
+    """Stored bytes to a JSON-ready value; an absent or empty value is None.
+
+    The scalar types that fill most feature rows are read straight from the wire format (one
+    tag byte, then the payload); anything else, or anything unexpected, goes through protobuf.
+    """
     if not raw:
         return None
+    tag, size = raw[0], len(raw)
+    if tag == 0x29 and size == 9:
+        return _float(_DOUBLE.unpack_from(raw, 1)[0])
+    if tag == 0x35 and size == 5:
+        return _float(_FLOAT32.unpack_from(raw, 1)[0])
+    if tag == 0x38 and size == 2 and raw[1] < 2:
+        return raw[1] == 1
+    if tag in _VARINT_TAGS and size <= 11:
+        value, end = _varint(raw, 1)
+        if end == size:
+            return value - (1 << 64) if value >= 1 << 63 else value
+    elif tag == 0x12:
+        length, start = _varint(raw, 1)
+        if start + length == size:
+            return raw[start:].decode()
     return native(ValueProto.FromString(raw))
