@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from featureplane.errors import PayloadTooLargeError, QuotaExceededError, StoreUnavailableError
 from featureplane.observability.metrics import QUOTA_INFLIGHT, QUOTA_REJECTIONS, QUOTA_TOKENS
@@ -124,10 +124,6 @@ class RedisQuotaStore:
             lease.id,
         ]
         try:
-            admitted, quota, retry_ms, tokens_milli = await self._script(
-                keys=self.keys(tenant), args=args
-            )
-        except NoScriptError:  # the server was flushed or restarted: the script re-registers
             admitted, quota, retry_ms, tokens_milli = await self._script(
                 keys=self.keys(tenant), args=args
             )

@@ -6,7 +6,6 @@ One pydantic model tree; its JSON schema is generated into ``tenants/tenant.sche
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -121,7 +120,3 @@ class TenantSpec(_Strict):
                 views.update(grant.feature_views)
                 services.update(grant.feature_services)
         return frozenset(views), frozenset(services)
-
-
-def is_valid_tenant_name(name: str) -> bool:
-    return re.fullmatch(TENANT_NAME_PATTERN, name) is not None
