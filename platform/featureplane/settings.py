@@ -52,7 +52,9 @@ class Settings(BaseSettings):
         description="Enforce rate and concurrency quotas (size quotas always apply).",
     )
     quota_lease_seconds: float = Field(
-        default=30.0, gt=0, description="How long a crashed worker's in-flight lease lingers."
+        default=30.0,
+        gt=0,
+        description="How long a crashed worker's quota reservation (in-flight slots) lingers.",
     )
     kubernetes_auth: bool = Field(
         default=False,

@@ -1,4 +1,5 @@
-"""ServiceAccount tokens through TokenReview, on the kubernetes client's real request objects.
+"""Authentication: featureplane tokens against real Redis; ServiceAccount tokens through
+TokenReview, on the kubernetes client's real request objects.
 
 No API server runs here: the client's HTTP pool is replaced by a recorder that answers like the
 API server, so the request the real ``AuthenticationV1Api`` builds is what is checked.
@@ -11,11 +12,21 @@ import json
 from typing import Any
 
 import pytest
+import redis
 import urllib3
 from kubernetes.client import ApiClient, AuthenticationV1Api, Configuration
 
+from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.errors import AuthenticationError, StoreUnavailableError
-from featureplane.gateway.auth import Authenticator, ServiceAccountTokens, bearer_token
+from featureplane.gateway.auth import (
+    Authenticator,
+    FeatureplaneTokens,
+    Identity,
+    ServiceAccountTokens,
+    bearer_token,
+)
+from featureplane.gateway.connection import SharedConnection
+from featureplane.tenancy.credentials import CredentialStore
 
 
 class RecordingPool:
@@ -65,8 +76,8 @@ def test_service_account_token_maps_to_its_namespace_tenant() -> None:
     verifier = ServiceAccountTokens(
         _api(pool), lambda: NAMESPACES, ["featureplane"], cache_seconds=60
     )
-    assert asyncio.run(verifier.tenant_for("eyJhbGciOi.sa-token")) == "fraud"
-    assert asyncio.run(verifier.tenant_for("eyJhbGciOi.sa-token")) == "fraud"  # cached
+    assert asyncio.run(verifier.identify("eyJhbGciOi.sa-token")).tenant == "fraud"
+    assert asyncio.run(verifier.identify("eyJhbGciOi.sa-token")).tenant == "fraud"  # cached
     assert len(pool.requests) == 1
     sent = pool.requests[0]
     assert sent["method"] == "POST"
@@ -95,7 +106,7 @@ def test_service_account_token_maps_to_its_namespace_tenant() -> None:
 def test_refused_reviews_are_401(review: dict[str, Any], message: str) -> None:
     verifier = ServiceAccountTokens(_api(RecordingPool(review)), lambda: NAMESPACES)
     with pytest.raises(AuthenticationError, match=message):
-        asyncio.run(verifier.tenant_for("some.jwt"))
+        asyncio.run(verifier.identify("some.jwt"))
 
 
 def test_api_server_errors_are_503_not_401() -> None:
@@ -103,7 +114,7 @@ def test_api_server_errors_are_503_not_401() -> None:
         _api(RecordingPool({"kind": "Status"}, status=500)), lambda: NAMESPACES
     )
     with pytest.raises(StoreUnavailableError):
-        asyncio.run(verifier.tenant_for("some.jwt"))
+        asyncio.run(verifier.identify("some.jwt"))
 
 
 class FixedTenant:
@@ -111,20 +122,26 @@ class FixedTenant:
         self.tenant = tenant
         self.seen: list[str] = []
 
-    async def tenant_for(self, token: str) -> str:
+    async def identify(self, token: str) -> Identity:
         self.seen.append(token)
-        return self.tenant
+        return Identity(self.tenant)
+
+    def confirm(self, identity: Identity, reply: list[bytes | None]) -> None:
+        return None
+
+    async def recheck(self, identity: Identity) -> None:
+        return None
 
 
 def test_authenticator_routes_by_token_kind() -> None:
     tokens, accounts = FixedTenant("fraud"), FixedTenant("recsys")
     auth = Authenticator(tokens, accounts)
-    assert asyncio.run(auth.authenticate("Bearer fpt_0123456789ab_" + "s" * 43)) == "fraud"
-    assert asyncio.run(auth.authenticate("Bearer eyJhbGciOi.jwt")) == "recsys"
+    assert asyncio.run(auth.authenticate("Bearer fpt_0123456789ab_" + "s" * 43)).tenant == "fraud"
+    assert asyncio.run(auth.authenticate("Bearer eyJhbGciOi.jwt")).tenant == "recsys"
     assert len(tokens.seen) == len(accounts.seen) == 1
     without_k8s = Authenticator(tokens)
     assert (
-        asyncio.run(without_k8s.authenticate("bearer eyJhbGciOi.jwt")) == "fraud"
+        asyncio.run(without_k8s.authenticate("bearer eyJhbGciOi.jwt")).tenant == "fraud"
     )  # fpt rules apply
 
 
@@ -132,3 +149,36 @@ def test_authenticator_routes_by_token_kind() -> None:
 def test_malformed_authorization_headers(header: str | None) -> None:
     with pytest.raises(AuthenticationError):
         bearer_token(header)
+
+
+def test_featureplane_tokens_are_rechecked_with_every_read(redis_server: EmbeddedRedis) -> None:
+    """After the first read a token's tenant is known locally, but each request carries a
+    recheck: a rotation's expiry or a revocation is refused on the very next request."""
+    pepper = b"test-pepper"
+
+    async def run() -> None:
+        connection = SharedConnection.from_url(redis_server.url)
+        with redis.Redis.from_url(redis_server.url) as client:
+            store = CredentialStore(client, pepper)
+            issued = store.issue("fraud")
+            tokens = FeatureplaneTokens(connection, pepper)
+            first = await tokens.identify(issued.token)
+            assert first == Identity("fraud")  # just read from Redis: nothing to recheck
+            again = await tokens.identify(issued.token)
+            assert again.tenant == "fraud"
+            assert again.recheck is not None
+            with pytest.raises(AuthenticationError):  # a wrong secret fails locally
+                await tokens.identify(issued.token[:-4] + "AAAA")
+            key, fields = again.recheck
+            (reply,) = await connection.execute([[b"HMGET", key, *fields]])
+            tokens.confirm(again, reply)  # still vouched for
+
+            store.revoke(issued.id)
+            (reply,) = await connection.execute([[b"HMGET", key, *fields]])
+            with pytest.raises(AuthenticationError):
+                tokens.confirm(again, reply)
+            with pytest.raises(AuthenticationError):  # forgotten: read again, and refused
+                await tokens.identify(issued.token)
+        await connection.aclose()
+
+    asyncio.run(run())

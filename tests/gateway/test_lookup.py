@@ -11,7 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from featureplane.errors import StoreUnavailableError
 from featureplane.gateway import codec
 from featureplane.gateway.catalog import ServingCatalog
-from featureplane.gateway.lookup import lookup
+from featureplane.gateway.lookup import prepare
 from featureplane.gateway.models import GetOnlineFeaturesRequest
 from featureplane.gateway.reader import InMemoryOnlineReader
 from featureplane.registry.feast_config import close_registry, open_registry
@@ -43,7 +43,8 @@ def test_values_come_from_the_hash_the_plan_names(
         plan.ts_field: Timestamp(seconds=1_700_000_000).SerializeToString(),
     }
     reader = InMemoryOnlineReader({key: stored})
-    answer = asyncio.run(lookup(catalog, reader, deployment.catalog["fraud"], REQUEST))
+    prepared = prepare(catalog, deployment.catalog["fraud"], REQUEST)
+    answer = prepared.answer(asyncio.run(reader.read(prepared.commands)))
     column = answer["results"][1]
     assert column["values"] == [42, None]
     assert column["statuses"] == ["PRESENT", "NOT_FOUND"]
@@ -56,5 +57,5 @@ def test_an_unavailable_store_is_a_503_error(
     reader = InMemoryOnlineReader()
     reader.available = False
     with pytest.raises(StoreUnavailableError) as excinfo:
-        asyncio.run(lookup(catalog, reader, deployment.catalog["fraud"], REQUEST))
+        asyncio.run(reader.read(prepare(catalog, deployment.catalog["fraud"], REQUEST).commands))
     assert excinfo.value.status_code == 503

@@ -7,6 +7,7 @@ get small quotas (a copy of tenants/ with edited numbers) so the limits are reac
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,13 @@ import redis.asyncio as aioredis
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.errors import QuotaExceededError
-from featureplane.gateway.quotas import InMemoryQuotaStore, RedisQuotaStore
+from featureplane.gateway.connection import SharedConnection
+from featureplane.gateway.quotas import (
+    InMemoryQuotaStore,
+    RedisQuotaStore,
+    slot_slack,
+    token_batch,
+)
 from featureplane.tenancy.spec import Quotas
 from tests.conftest import Deployment, bearer, start_gateway
 from tests.load import paced
@@ -90,25 +97,28 @@ def test_in_memory_bucket_refills_at_the_rate() -> None:
 
 
 def test_redis_store_bucket_concurrency_and_bounded_state(redis_server: EmbeddedRedis) -> None:
+    """Small limits are exact: one token and one slot per call, handed back on release."""
     quotas = Quotas(requests_per_second=20, burst=4, max_concurrent_requests=2)
 
     async def run() -> None:
+        connection = SharedConnection.from_url(redis_server.url)
         client = aioredis.Redis.from_url(redis_server.url)
         try:
-            store = RedisQuotaStore(client, lease_seconds=0.3)
+            store = RedisQuotaStore(connection, reservation_seconds=0.3)
+            other = RedisQuotaStore(connection, reservation_seconds=0.3)  # another worker
             tenant = "unit-bucket"
             await client.delete(*store.keys(tenant))
             first = await store.admit(tenant, quotas)
-            await store.admit(tenant, quotas)
-            with pytest.raises(QuotaExceededError) as excinfo:  # two in flight already
-                await store.admit(tenant, quotas)
-            assert excinfo.value.quota == "max_concurrent_requests"
+            await other.admit(tenant, quotas)
+            for worker in (store, other):  # two in flight already, one per worker
+                with pytest.raises(QuotaExceededError) as excinfo:
+                    await worker.admit(tenant, quotas)
+                assert excinfo.value.quota == "max_concurrent_requests"
             await store.release(first)
-            await store.admit(
-                tenant, quotas
-            )  # a slot was released; now two held and never released
-            await asyncio.sleep(0.35)  # as if their worker crashed: the leases expire
-            await store.admit(tenant, quotas)  # so both slots are free again
+            await other.admit(tenant, quotas)  # the slot went back to the shared table
+            # Both slots are now held by `other` and never released...
+            await asyncio.sleep(0.35)  # ...as if its process crashed: the reservation expires
+            await store.admit(tenant, quotas)
             await store.admit(tenant, quotas)
             with pytest.raises(QuotaExceededError) as excinfo:
                 await store.admit(tenant, quotas)
@@ -116,21 +126,75 @@ def test_redis_store_bucket_concurrency_and_bounded_state(redis_server: Embedded
 
             rate_only = Quotas(requests_per_second=20, burst=4, max_concurrent_requests=100)
             await client.delete(*store.keys(tenant))
+            fresh = RedisQuotaStore(connection)
             for _ in range(4):
-                await store.admit(tenant, rate_only)
+                await fresh.admit(tenant, rate_only)
             with pytest.raises(QuotaExceededError) as excinfo:
-                await store.admit(tenant, rate_only)
+                await fresh.admit(tenant, rate_only)
             assert excinfo.value.quota == "requests_per_second"  # the burst is spent...
             await asyncio.sleep(0.06)  # ...and refills at 20/s
-            await store.admit(tenant, rate_only)
+            await fresh.admit(tenant, rate_only)
             # State never grows without bound: both keys carry an expiry.
             for key in store.keys(tenant):
-                assert 0 < await client.pttl(key) <= 2000
+                assert 0 < await client.pttl(key) <= 6000
             assert all(
                 k.startswith("featureplane:quota:{unit-bucket}:") for k in store.keys(tenant)
             )
         finally:
             await client.aclose()
+            await connection.aclose()
+
+    asyncio.run(run())
+
+
+def test_redis_store_reserves_in_batches_without_exceeding_the_rate(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """High limits are reserved in batches (few script runs), and workers together still never
+    admit more than the bucket holds plus its refill."""
+    quotas = Quotas(requests_per_second=5000, burst=200, max_concurrent_requests=320)
+
+    async def run() -> None:
+        connection = SharedConnection.from_url(redis_server.url)
+        client = aioredis.Redis.from_url(redis_server.url)
+        tenant = "unit-batch"
+        try:
+            await client.delete(*RedisQuotaStore.keys(tenant))
+            workers = [RedisQuotaStore(connection) for _ in range(3)]
+            await workers[0].admit(tenant, quotas)
+            slots = await client.hgetall(RedisQuotaStore.keys(tenant)[1])
+            # in flight (1) + slack (320 // 32) slots, and 5000 x 20 ms = 100 tokens taken
+            assert [int(v.split(b":")[0]) for v in slots.values()] == [1 + slot_slack(quotas)]
+            assert token_batch(quotas) == 100
+            left = float(await client.hget(RedisQuotaStore.keys(tenant)[0], "tokens"))
+            assert 99 <= left <= 101  # 200 - 100, plus the few ms of refill since
+
+            calls = 0
+            execute = connection.execute
+
+            async def counting(commands: Any) -> Any:
+                nonlocal calls
+                calls += 1
+                return await execute(commands)
+
+            connection.execute = counting  # type: ignore[method-assign]
+            admitted = 1
+            started = time.monotonic()
+            while time.monotonic() - started < 0.5:
+                for worker in workers:
+                    try:
+                        lease = await worker.admit(tenant, quotas)
+                        await worker.release(lease)
+                        admitted += 1
+                    except QuotaExceededError:
+                        await asyncio.sleep(0.001)
+            elapsed = time.monotonic() - started
+            assert admitted <= quotas.burst + quotas.requests_per_second * (elapsed + 0.01)
+            assert admitted >= 0.8 * quotas.requests_per_second * elapsed  # no starvation
+            assert calls <= admitted / 20  # batches, not a script run per request
+        finally:
+            await client.aclose()
+            await connection.aclose()
 
     asyncio.run(run())
 
@@ -269,17 +333,18 @@ def test_body_limit_holds_without_content_length(
 def test_concurrency_is_shared_with_other_replicas(
     deployment: Deployment, replicas: list[GatewayProcess]
 ) -> None:
-    """Leases held elsewhere (another replica's in-flight requests) count against the quota."""
-    inflight_key = RedisQuotaStore.keys("pricing")[1]
+    """Slots reserved elsewhere (another replica's in-flight requests) count against the quota."""
+    slots_key = RedisQuotaStore.keys("pricing")[1]
     body = {"features": ["product_price:price"], "entities": PRICE_KEYS}
     with redis.Redis.from_url(deployment.settings.require_redis_url()) as client:
         far_future = (int(client.time()[0]) + 60) * 1000
-        client.zadd(inflight_key, {"elsewhere-1": far_future, "elsewhere-2": far_future})
+        client.hset(slots_key, mapping={"elsewhere-1": f"1:{far_future}"})
+        client.hset(slots_key, mapping={"elsewhere-2": f"1:{far_future}"})
         try:
             resp = _post(replicas[1].base, deployment.tokens["pricing"], body)
             assert resp.status_code == 429
             assert resp.json()["error"]["quota"] == "max_concurrent_requests"
-            client.zrem(inflight_key, "elsewhere-1")
+            client.hdel(slots_key, "elsewhere-1")
             assert _post(replicas[1].base, deployment.tokens["pricing"], body).status_code == 200
         finally:
-            client.delete(inflight_key)
+            client.delete(slots_key)

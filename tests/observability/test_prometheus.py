@@ -217,13 +217,17 @@ def _bucket(seconds: float) -> int:
 
 
 @pytest.mark.parametrize("tenant", ["fraud", "recsys"])
-def test_p99_agrees_with_the_client_within_a_bucket(run: Run, tenant: str) -> None:
+def test_p99_is_consistent_with_what_the_client_saw(run: Run, tenant: str) -> None:
     window = f"{math.ceil(run.seconds)}s"
     [sample] = run.query(q.latency_quantile(0.99, q.tenant_is(tenant), window))
     server = float(sample["value"][1])
     ordered = sorted(run.traffic[tenant].latencies)
     client = ordered[math.ceil(0.99 * len(ordered)) - 1]
-    assert abs(_bucket(server) - _bucket(client)) <= 1, (server, client)
+    # The client's figure adds its own HTTP stack (~0.4 ms of Python), several sub-millisecond
+    # buckets once the server answers in under a millisecond: the server may not exceed what the
+    # client saw by more than a bucket, nor account for less than half of it.
+    assert _bucket(server) <= _bucket(client) + 1, (server, client)
+    assert server >= client / 2, (server, client)
 
 
 def _recorded() -> list[str]:

@@ -1,8 +1,12 @@
 """The gateway's app factory.
 
-``create_app(settings)`` builds the FastAPI app; its lifespan owns the long-lived resources (the
-Redis pool, the registry connection and the compiled :class:`ServingCatalog`, refreshed in the
-background). uvicorn starts it with ``factory=True``, once per worker.
+``create_app(settings)`` builds the app; its lifespan owns the long-lived resources (the worker's
+Redis connection, the registry connection and the compiled :class:`ServingCatalog`, refreshed in
+the background). uvicorn starts it with ``factory=True``, once per worker.
+
+:class:`GatewayApp` is FastAPI with one addition: paths in ``fast_routes`` (the feature route)
+are plain ASGI apps called before FastAPI's middleware stack, with only the telemetry middleware
+around them; everything else (ops routes, OpenAPI docs) is ordinary FastAPI.
 """
 
 from __future__ import annotations
@@ -13,15 +17,20 @@ import gc
 import logging
 import os
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from featureplane.errors import GatewayError
 from featureplane.gateway import features, ops
 from featureplane.gateway.auth import Authenticator, FeatureplaneTokens, ServiceAccountTokens
 from featureplane.gateway.catalog import ServingCatalog
+from featureplane.gateway.connection import SharedConnection
 from featureplane.gateway.quotas import QuotaStore, RedisQuotaStore, UnlimitedQuotaStore
 from featureplane.gateway.reader import OnlineReader, RedisOnlineReader
 from featureplane.gateway.state import GatewayState
@@ -77,13 +86,40 @@ async def _refresh_forever(state: GatewayState, registry: BaseRegistry) -> None:
             )
 
 
+class GatewayApp(FastAPI):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fast_routes: dict[str, ASGIApp] = {}
+        self.documented_routes: list[APIRoute] = []  # the fast routes, for the OpenAPI schema
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            fast = self.fast_routes.get(scope["path"])
+            if fast is not None:
+                scope["app"] = self
+                scope.setdefault("state", {})
+                await fast(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = get_openapi(
+                title=self.title,
+                version=self.version,
+                summary=self.summary,
+                routes=[*self.documented_routes, *self.routes],
+            )
+        return self.openapi_schema
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     reader: OnlineReader | None = None,
     quotas: QuotaStore | None = None,
     span_exporter: SpanExporter | None = None,
-) -> FastAPI:
+) -> GatewayApp:
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_json)
     tracing.configure_tracing(
@@ -97,19 +133,22 @@ def create_app(
         redis_url = settings.require_redis_url()
         registry = await asyncio.to_thread(open_registry, settings)
         catalog = await asyncio.to_thread(_load_catalog, settings, registry)
-        redis_reader = RedisOnlineReader.from_url(redis_url, settings.redis_timeout_seconds)
-        control = redis_reader.client  # tokens and quota state: the control keyspace
+        timeout = settings.redis_timeout_seconds
+        connection = SharedConnection.from_url(redis_url, timeout)  # the request path's
+        control = aioredis.Redis.from_url(  # the ops routes': run records, INFO
+            redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
         if quotas is not None:
             quota_store = quotas
         elif settings.quotas_enabled:
-            quota_store = RedisQuotaStore(control, settings.quota_lease_seconds)
+            quota_store = RedisQuotaStore(connection, settings.quota_lease_seconds)
         else:
             quota_store = UnlimitedQuotaStore()
-        tokens = FeatureplaneTokens(control, settings.pepper)
+        tokens = FeatureplaneTokens(connection, settings.pepper)
         state = GatewayState(
             settings=settings,
             catalog=catalog,
-            reader=reader or redis_reader,
+            reader=reader or RedisOnlineReader(connection),
             authenticator=Authenticator(tokens),
             quotas=quota_store,
             control=control,
@@ -128,20 +167,23 @@ def create_app(
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
-            await redis_reader.aclose()
+            await connection.aclose()
+            await control.aclose()
             close_registry(registry)
             if reader is not None:
                 await reader.aclose()
             mark_process_dead(os.getpid())
 
-    app = FastAPI(
+    app = GatewayApp(
         title="featureplane gateway",
         version="0.1.0",
         summary="Feast-compatible online features for every tenant.",
         lifespan=lifespan,
     )
-    app.include_router(features.router)
     app.include_router(ops.router)
+    endpoint = features.FeaturesEndpoint(app.state)
+    app.fast_routes[features.PATH] = RequestTelemetryMiddleware(endpoint, settings.access_log)
+    app.documented_routes.append(features.documented_route)
 
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:

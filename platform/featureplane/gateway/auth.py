@@ -4,7 +4,11 @@ This is the header Feast's stock remote client sends when its feature_store.yaml
 ``auth: {type: kubernetes, user_token: <token>}``. Two kinds of bearer are understood:
 
 - featureplane tokens (``fpt_…``), checked against the digests `featureplane tenants
-  issue-token` stored (:mod:`featureplane.tenancy.credentials`), in constant time;
+  issue-token` stored (:mod:`featureplane.tenancy.credentials`), in constant time. A token id's
+  tenant and digest never change, so a worker keeps them after the first read and checks the
+  secret locally; what can change (revocation, the expiry a rotation sets) is read again with
+  every request, as one more command in the request's single pipelined round trip
+  (:attr:`Identity.recheck`), and the data is only answered if that read still vouches;
 - with ``FEATUREPLANE_KUBERNETES_AUTH``, a pod's ServiceAccount token, which the Kubernetes API
   vouches for (TokenReview); its namespace names the tenant.
 
@@ -17,12 +21,12 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from featureplane.errors import AuthenticationError, StoreUnavailableError
+from featureplane.gateway.connection import ReplyError, SharedConnection
+from featureplane.gateway.reader import HashRead
 from featureplane.tenancy.credentials import (
     CRED_PREFIX,
     is_featureplane_token,
@@ -43,32 +47,90 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling, and how to confirm it with the request's own store read."""
+
+    tenant: str
+    recheck: HashRead | None = None  # read it with the data; pass the reply to ``confirm``
+
+
 class TokenVerifier(Protocol):
-    async def tenant_for(self, token: str) -> str:
-        """The tenant the bearer token belongs to; AuthenticationError if none."""
+    async def identify(self, token: str) -> Identity:
+        """The identity the bearer token stands for; AuthenticationError if none."""
+        ...
+
+    def confirm(self, identity: Identity, reply: list[bytes | None]) -> None:
+        """Raise AuthenticationError unless the recheck's ``reply`` still vouches for it."""
+        ...
+
+    async def recheck(self, identity: Identity) -> None:
+        """``confirm`` with a read of its own (for answers that carry no data read)."""
         ...
 
 
-class FeatureplaneTokens:
-    def __init__(self, client: aioredis.Redis, pepper: bytes) -> None:
-        self._redis = client
-        self._pepper = pepper
+_FIELDS = (b"tenant", b"digest", b"expires_at")
 
-    async def tenant_for(self, token: str) -> str:
+
+class FeatureplaneTokens:
+    _MAX_KNOWN = 100_000  # token ids remembered per worker (then forgotten and read again)
+
+    def __init__(self, connection: SharedConnection, pepper: bytes) -> None:
+        self._connection = connection
+        self._pepper = pepper
+        self._known: dict[str, tuple[str, bytes]] = {}  # token id -> (tenant, digest)
+
+    async def identify(self, token: str) -> Identity:
         token_id = parse_token_id(token)
         if token_id is None:
             raise AuthenticationError(_UNKNOWN)
-        try:
-            tenant, digest, expires = await self._redis.hmget(
-                CRED_PREFIX + token_id, ["tenant", "digest", "expires_at"]
-            )
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError("credential store unavailable") from exc
+        key = (CRED_PREFIX + token_id).encode()
+        known = self._known.get(token_id)
+        if known is None:
+            (reply,) = await self._connection.execute([[b"HMGET", key, *_FIELDS]])
+            if isinstance(reply, ReplyError):
+                raise StoreUnavailableError("credential store unavailable")
+            tenant = self._check(token_id, token, reply)
+            if len(self._known) >= self._MAX_KNOWN:
+                self._known.clear()
+            self._known[token_id] = (tenant, reply[1])
+            return Identity(tenant)  # read just now: nothing to confirm
+        tenant, digest = known
+        if not verify(self._pepper, token, digest.decode()):
+            raise AuthenticationError(_UNKNOWN)
+        return Identity(tenant, (key, _FIELDS))
+
+    def confirm(self, identity: Identity, reply: list[bytes | None]) -> None:
+        if identity.recheck is None:
+            return
+        token_id = identity.recheck[0].decode()[len(CRED_PREFIX) :]
+        tenant, digest, expires = reply
+        known = self._known.get(token_id)
+        if (
+            tenant is None
+            or known is None
+            or (tenant.decode(), digest) != known
+            or (expires is not None and float(expires) <= time.time())
+        ):
+            self._known.pop(token_id, None)
+            raise AuthenticationError(_UNKNOWN)
+
+    async def recheck(self, identity: Identity) -> None:
+        if identity.recheck is None:
+            return
+        key, fields = identity.recheck
+        (reply,) = await self._connection.execute([[b"HMGET", key, *fields]])
+        if isinstance(reply, ReplyError):
+            raise StoreUnavailableError("credential store unavailable")
+        self.confirm(identity, reply)
+
+    def _check(self, token_id: str, token: str, reply: list[bytes | None]) -> str:
+        tenant, digest, expires = reply
         if tenant is None or digest is None or not verify(self._pepper, token, digest.decode()):
             raise AuthenticationError(_UNKNOWN)
         if expires is not None and float(expires) <= time.time():
             raise AuthenticationError(_UNKNOWN)
-        return str(tenant.decode())
+        return tenant.decode()
 
 
 class ServiceAccountTokens:
@@ -104,7 +166,16 @@ class ServiceAccountTokens:
         )
         return self._api.create_token_review(review)
 
-    async def tenant_for(self, token: str) -> str:
+    async def identify(self, token: str) -> Identity:
+        return Identity(await self._tenant_for(token))
+
+    def confirm(self, identity: Identity, reply: list[bytes | None]) -> None:
+        return None  # TokenReview answers are cached for cache_seconds, not rechecked
+
+    async def recheck(self, identity: Identity) -> None:
+        return None
+
+    async def _tenant_for(self, token: str) -> str:
         key = hashlib.sha256(token.encode()).hexdigest()
         cached = self._cache.get(key)
         if cached is not None and cached[0] > time.monotonic():
@@ -138,8 +209,15 @@ class Authenticator:
         self._tokens = tokens
         self._service_accounts = service_accounts
 
-    async def authenticate(self, authorization: str | None) -> str:
+    async def authenticate(self, authorization: str | None) -> Identity:
         token = bearer_token(authorization)
         if is_featureplane_token(token) or self._service_accounts is None:
-            return await self._tokens.tenant_for(token)
-        return await self._service_accounts.tenant_for(token)
+            return await self._tokens.identify(token)
+        return await self._service_accounts.identify(token)
+
+    # Only featureplane tokens ask for rechecks (Identity.recheck); they are the ones confirmed.
+    def confirm(self, identity: Identity, reply: list[bytes | None]) -> None:
+        self._tokens.confirm(identity, reply)
+
+    async def recheck(self, identity: Identity) -> None:
+        await self._tokens.recheck(identity)

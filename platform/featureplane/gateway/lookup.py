@@ -1,4 +1,5 @@
-"""Answering one get-online-features request: validate entities, one pipelined read, decode.
+"""Answering one get-online-features request: validate and plan (:func:`prepare`), one
+pipelined read (the caller's, so it can add its own commands), decode (``answer``).
 
 The answer equals Feast SDK ``get_online_features`` value for value. Two deliberate differences
 in statuses: an entity absent from the store is ``NOT_FOUND`` (Feast's Redis path says
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from featureplane.errors import BadRequestError
@@ -16,9 +18,7 @@ from featureplane.gateway import codec
 from featureplane.gateway.catalog import ServingCatalog, ViewRead
 from featureplane.gateway.models import GetOnlineFeaturesRequest
 from featureplane.gateway.quotas import too_large
-from featureplane.gateway.reader import HashRead, OnlineReader
-from featureplane.observability.metrics import STORE_READ_DURATION
-from featureplane.observability.tracing import span
+from featureplane.gateway.reader import HashRead
 from featureplane.tenancy.spec import TenantSpec
 
 PRESENT, NULL_VALUE, NOT_FOUND = "PRESENT", "NULL_VALUE", "NOT_FOUND"
@@ -75,12 +75,65 @@ def _entity_columns(
     return join_keys, rows, echoed, key_bytes
 
 
-async def lookup(
-    catalog: ServingCatalog,
-    reader: OnlineReader,
-    tenant: TenantSpec,
-    request: GetOnlineFeaturesRequest,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PreparedLookup:
+    """A validated request: the reads to send, and how to turn their replies into the answer."""
+
+    commands: list[HashRead]
+    reads: Sequence[ViewRead]
+    slots: list[list[int]]  # per read: the command index of each entity row
+    names: list[str]
+    join_keys: list[str]
+    echoed: dict[str, list[Any]]
+    rows: int
+
+    def answer(self, replies: Sequence[Sequence[bytes | None]]) -> dict[str, Any]:
+        rows = self.rows
+        results: list[dict[str, Any]] = [
+            {
+                "values": self.echoed[k],
+                "statuses": [PRESENT] * rows,
+                "event_timestamps": [codec.EPOCH] * rows,
+            }
+            for k in self.join_keys
+        ]
+        for r, row_slots in zip(self.reads, self.slots, strict=True):
+            n = len(r.features)
+            columns: list[list[Any]] = [[None] * rows for _ in range(n)]
+            statuses: list[list[str]] = [[NOT_FOUND] * rows for _ in range(n)]
+            stamps = [codec.EPOCH] * rows
+            decoded: dict[int, tuple[list[Any], list[str], str] | None] = {}
+            for i, slot in enumerate(row_slots):
+                if slot not in decoded:
+                    reply = replies[slot]
+                    ts = reply[n]
+                    if ts is None:
+                        decoded[slot] = None
+                    else:
+                        values = [codec.decode_value(raw) for raw in reply[:n]]
+                        decoded[slot] = (
+                            values,
+                            [NULL_VALUE if v is None else PRESENT for v in values],
+                            codec.timestamp_text(ts),
+                        )
+                row = decoded[slot]
+                if row is None:
+                    continue
+                values, row_statuses, stamps[i] = row
+                for j in range(n):
+                    columns[j][i] = values[j]
+                    statuses[j][i] = row_statuses[j]
+            for j in range(n):
+                results.append(
+                    {"values": columns[j], "statuses": statuses[j], "event_timestamps": stamps}
+                )
+        return {"metadata": {"feature_names": self.join_keys + self.names}, "results": results}
+
+
+def prepare(
+    catalog: ServingCatalog, tenant: TenantSpec, request: GetOnlineFeaturesRequest
+) -> PreparedLookup:
+    """Check the request against the catalog, the grants and the size quotas; plan its reads."""
     limit = tenant.quotas.max_features_per_request
     if len(request.features) > limit:
         raise too_large(
@@ -99,9 +152,9 @@ async def lookup(
     names = _output_names(reads, request.full_feature_names)
     join_keys, rows, echoed, key_bytes = _entity_columns(reads, request.entities, tenant)
 
-    # One HMGET per distinct (view, entity key), all in one pipeline.
+    # One HMGET per distinct (view, entity key), all sent in one pipeline.
     commands: list[HashRead] = []
-    slots: list[list[int]] = []  # per read: the command index of each row
+    slots: list[list[int]] = []
     for r in reads:
         plan = r.plan
         fields = [plan.fields[f] for f in r.features]
@@ -120,45 +173,4 @@ async def lookup(
                 commands.append((key, fields))
             row_slots.append(slot)
         slots.append(row_slots)
-    with span("store.read", commands=len(commands)), STORE_READ_DURATION.labels(tenant.name).time():
-        replies = await reader.read(commands)
-
-    results: list[dict[str, Any]] = [
-        {
-            "values": echoed[k],
-            "statuses": [PRESENT] * rows,
-            "event_timestamps": [codec.EPOCH] * rows,
-        }
-        for k in join_keys
-    ]
-    for r, row_slots in zip(reads, slots, strict=True):
-        n = len(r.features)
-        columns: list[list[Any]] = [[None] * rows for _ in range(n)]
-        statuses: list[list[str]] = [[NOT_FOUND] * rows for _ in range(n)]
-        stamps = [codec.EPOCH] * rows
-        decoded: dict[int, tuple[list[Any], list[str], str] | None] = {}
-        for i, slot in enumerate(row_slots):
-            if slot not in decoded:
-                reply = replies[slot]
-                ts = reply[n]
-                if ts is None:
-                    decoded[slot] = None
-                else:
-                    values = [codec.decode_value(raw) for raw in reply[:n]]
-                    decoded[slot] = (
-                        values,
-                        [NULL_VALUE if v is None else PRESENT for v in values],
-                        codec.timestamp_text(ts),
-                    )
-            row = decoded[slot]
-            if row is None:
-                continue
-            values, row_statuses, stamps[i] = row
-            for j in range(n):
-                columns[j][i] = values[j]
-                statuses[j][i] = row_statuses[j]
-        for j in range(n):
-            results.append(
-                {"values": columns[j], "statuses": statuses[j], "event_timestamps": stamps}
-            )
-    return {"metadata": {"feature_names": join_keys + names}, "results": results}
+    return PreparedLookup(commands, reads, slots, names, join_keys, echoed, rows)

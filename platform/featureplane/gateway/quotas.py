@@ -1,34 +1,50 @@
 """Per-tenant rate and concurrency quotas, shared by every worker and replica.
 
 :class:`QuotaStore` is the extension point: ``admit`` one request (or raise
-:class:`QuotaExceededError`), ``release`` it when done. :class:`RedisQuotaStore` keeps the state
-in Redis and decides atomically in one Lua script per request — a token bucket
-(``requests_per_second`` refill, ``burst`` capacity, clocked by the Redis server so every
-process agrees) and a lease set for in-flight requests (a crashed worker's leases expire after
-``lease_seconds``). Its keys (``featureplane:quota:{tenant}:…``) live apart from feature data,
-share one hash slot per tenant (Redis Cluster) and expire when idle, so state never grows
-without bound. :class:`InMemoryQuotaStore` is the single-process double for unit tests.
+:class:`QuotaExceededError`), ``release`` it when done. :class:`RedisQuotaStore` keeps the
+shared state in Redis, decided atomically by one Lua script: a token bucket
+(``requests_per_second`` refill, ``burst`` capacity, clocked by the Redis server so every process
+agrees) and a table of concurrency reservations, one per worker, that expire if the worker dies.
+
+Asking Redis on every request would cost a round trip and a script run per request, so each
+worker *reserves* in small batches and admits locally while its reservation lasts:
+
+- rate: it takes up to 20 ms worth of tokens at a time (one token for tenants under 50
+  requests/s, so those are exact), spent within a second or dropped. Tokens leave the shared
+  bucket before they are spent, so the rate is never exceeded; an idle worker can strand at most
+  one batch (under-admission, never over-admission).
+- concurrency: it reserves its in-flight count plus a slack of ``max_concurrent_requests // 32``
+  slots (none below 32, so small limits are exact) and hands back what it no longer needs. The
+  reservations of all workers never add up to more than the limit.
+
+The keys (``featureplane:quota:{tenant}:…``) live apart from feature data, share one hash slot
+per tenant (Redis Cluster) and expire when idle, so state never grows without bound.
+:class:`InMemoryQuotaStore` is the single-process double for unit tests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from featureplane.errors import PayloadTooLargeError, QuotaExceededError, StoreUnavailableError
+from featureplane.gateway.connection import ReplyError, SharedConnection
 from featureplane.observability.metrics import QUOTA_INFLIGHT, QUOTA_REJECTIONS, QUOTA_TOKENS
 from featureplane.observability.tracing import span
 from featureplane.tenancy.spec import Quotas
 
 KEY_PREFIX = "featureplane:quota:"
+TOKEN_BATCH_SECONDS = 0.02  # how much of the rate a worker takes from the bucket at once
+TOKEN_HOLD_SECONDS = 1.0  # prefetched tokens unspent after this are dropped
+SLOT_SLACK_DIVISOR = 32  # spare concurrency a worker reserves: the limit // this
+RESERVATION_SECONDS = 5.0  # a worker's reservation outlives it by at most this (crash)
 
 
 @dataclass(frozen=True)
@@ -62,85 +78,164 @@ def _reject(tenant: str, quotas: Quotas, quota: str, retry_after_ms: int) -> Quo
     return QuotaExceededError(quota, limit, retry_after, message)
 
 
-# KEYS: bucket hash, in-flight sorted set. ARGV: rate/s, burst, max in flight, lease ms, lease id.
-# Returns {admitted (1/0), refusing quota, retry-after ms, tokens left x 1000}.
-_ADMIT = """
+# KEYS: bucket hash {tokens, ts}; reservations hash {holder: "slots:expires_ms"}.
+# ARGV: rate/s, burst, max in flight, holder, tokens wanted, slots wanted (in all), hold ms.
+# Returns {tokens granted, slots now held, ms until the tokens wanted are there, tokens x 1000}.
+_RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local max_inflight, lease_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZCARD', KEYS[2]) >= max_inflight then
-  return {0, 'max_concurrent_requests', 100, -1}
+local rate, burst, max_inflight = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local holder, want_tokens = ARGV[4], tonumber(ARGV[5])
+local want_slots, hold_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
+local others = 0
+local held = redis.call('HGETALL', KEYS[2])
+for i = 1, #held, 2 do
+  if held[i] ~= holder then
+    local slots, expires = string.match(held[i + 1], '^(%d+):(%d+)$')
+    if slots == nil or tonumber(expires) <= now then
+      redis.call('HDEL', KEYS[2], held[i])
+    else
+      others = others + tonumber(slots)
+    end
+  end
+end
+local slots = math.max(0, math.min(want_slots, max_inflight - others))
+if slots > 0 then
+  redis.call('HSET', KEYS[2], holder, slots .. ':' .. (now + hold_ms))
+  redis.call('PEXPIRE', KEYS[2], hold_ms + 1000)
+else
+  redis.call('HDEL', KEYS[2], holder)
 end
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens, ts = tonumber(b[1]), tonumber(b[2])
 if tokens == nil or ts == nil then tokens, ts = burst, now end
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
-local idle_ms = math.ceil(burst * 1000 / rate) + 1000
-if tokens < 1 then
-  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
-  redis.call('PEXPIRE', KEYS[1], idle_ms)
-  local wait_ms = math.ceil((1 - tokens) * 1000 / rate)
-  return {0, 'requests_per_second', wait_ms, math.floor(tokens * 1000)}
-end
-tokens = tokens - 1
+local granted = math.max(0, math.min(want_tokens, math.floor(tokens)))
+tokens = tokens - granted
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
-redis.call('PEXPIRE', KEYS[1], idle_ms)
-redis.call('ZADD', KEYS[2], now + lease_ms, ARGV[5])
-redis.call('PEXPIRE', KEYS[2], lease_ms + 1000)
-return {1, '', 0, math.floor(tokens * 1000)}
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+local wait_ms = 0
+if granted < want_tokens then wait_ms = math.ceil((want_tokens - tokens) * 1000 / rate) end
+return {granted, slots, wait_ms, math.floor(tokens * 1000)}
 """
 
 
+@dataclass
+class _Reservation:
+    """What one worker holds of one tenant's quotas."""
+
+    tokens: int = 0
+    tokens_until: float = 0.0
+    slots: int = 0
+    inflight: int = 0
+    renew_at: float = 0.0  # renew the slot reservation before Redis forgets it
+    empty_until: float = 0.0  # the shared bucket said "empty until then": refuse locally
+    quotas: Quotas = field(default_factory=Quotas)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def token_batch(quotas: Quotas) -> int:
+    return max(1, min(int(quotas.requests_per_second * TOKEN_BATCH_SECONDS), quotas.burst))
+
+
+def slot_slack(quotas: Quotas) -> int:
+    return quotas.max_concurrent_requests // SLOT_SLACK_DIVISOR
+
+
 class RedisQuotaStore:
-    def __init__(self, client: aioredis.Redis, lease_seconds: float = 30.0) -> None:
-        self._redis = client
-        self._lease_ms = int(lease_seconds * 1000)
-        self._script = client.register_script(_ADMIT)
-        # Local fast path for floods: once the shared bucket said "empty until t", this worker
-        # refuses the tenant until t without asking Redis. It never admits on its own, so the
-        # global rate still holds; it only spares Redis and the CPU the cost of each refusal.
-        self._empty_until: dict[str, float] = {}
+    def __init__(
+        self,
+        connection: SharedConnection,
+        reservation_seconds: float = RESERVATION_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._connection = connection
+        self._hold_ms = int(reservation_seconds * 1000)
+        self._clock = clock
+        self._holder = secrets.token_hex(8)  # this worker, in the reservations table
+        self._local: dict[str, _Reservation] = {}
+        self._sha = hashlib.sha1(_RESERVE.encode()).hexdigest().encode()
 
     @staticmethod
     def keys(tenant: str) -> tuple[str, str]:
         # {tenant} is a hash tag: both keys of a tenant land in one Redis Cluster slot.
-        return f"{KEY_PREFIX}{{{tenant}}}:rate", f"{KEY_PREFIX}{{{tenant}}}:inflight"
+        return f"{KEY_PREFIX}{{{tenant}}}:rate", f"{KEY_PREFIX}{{{tenant}}}:slots"
 
     async def admit(self, tenant: str, quotas: Quotas) -> Lease:
-        empty_until = self._empty_until.get(tenant)
-        if empty_until is not None:
-            wait = empty_until - time.monotonic()
-            if wait > 0:
-                raise _reject(tenant, quotas, "requests_per_second", math.ceil(wait * 1000))
-            del self._empty_until[tenant]
-        lease = Lease(tenant, secrets.token_hex(8))
+        local = self._local.get(tenant)
+        if local is None:
+            local = self._local[tenant] = _Reservation()
+        local.quotas = quotas  # the latest tenant.yaml (release hands back by it)
+        if not self._admit_locally(local, tenant, quotas):
+            async with local.lock:  # one reservation call per tenant and worker at a time
+                if not self._admit_locally(local, tenant, quotas):
+                    now = self._clock()
+                    fresh = local.tokens >= 1 and local.tokens_until > now
+                    want = 0 if fresh else token_batch(quotas)
+                    await self._reserve(
+                        tenant, local, want, local.inflight + 1 + slot_slack(quotas)
+                    )
+                    self._take(local, tenant, quotas)
+        return Lease(tenant, "")
+
+    def _admit_locally(self, local: _Reservation, tenant: str, quotas: Quotas) -> bool:
+        """Admit from this worker's reservation; False if it needs topping up first."""
+        now = self._clock()
+        has_tokens = local.tokens >= 1 and local.tokens_until > now
+        if has_tokens and local.inflight < local.slots and local.renew_at > now:
+            local.tokens -= 1
+            local.inflight += 1
+            return True
+        if not has_tokens and local.empty_until > now:
+            wait_ms = math.ceil((local.empty_until - now) * 1000)
+            raise _reject(tenant, quotas, "requests_per_second", wait_ms)
+        return False
+
+    def _take(self, local: _Reservation, tenant: str, quotas: Quotas) -> None:
+        """After a reservation call: admit with what it got, or refuse."""
+        if local.inflight >= local.slots:
+            raise _reject(tenant, quotas, "max_concurrent_requests", 100)
+        if local.tokens < 1:
+            raise _reject(tenant, quotas, "requests_per_second", 1000)
+        local.tokens -= 1
+        local.inflight += 1
+
+    async def _reserve(self, tenant: str, local: _Reservation, tokens: int, slots: int) -> None:
+        """Take ``tokens`` from the bucket and hold ``slots`` in all (one script run)."""
+        quotas, now = local.quotas, self._clock()
         args = [
-            quotas.requests_per_second,
-            quotas.burst,
-            quotas.max_concurrent_requests,
-            self._lease_ms,
-            lease.id,
-        ]
-        try:
-            admitted, quota, retry_ms, tokens_milli = await self._script(
-                keys=self.keys(tenant), args=args
-            )
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError(f"quota store unavailable: {type(exc).__name__}") from exc
-        if tokens_milli >= 0:
-            QUOTA_TOKENS.labels(tenant).set(tokens_milli / 1000)
-        if not admitted:
-            refused = quota.decode() if isinstance(quota, bytes) else quota
-            if refused == "requests_per_second":
-                self._empty_until[tenant] = time.monotonic() + retry_ms / 1000
-            raise _reject(tenant, quotas, refused, retry_ms)
-        return lease
+            quotas.requests_per_second, quotas.burst, quotas.max_concurrent_requests,
+            self._holder, tokens, min(slots, quotas.max_concurrent_requests), self._hold_ms,
+        ]  # fmt: skip
+        keys = self.keys(tenant)
+        head = [b"2", keys[0].encode(), keys[1].encode(), *(str(a).encode() for a in args)]
+        (reply,) = await self._connection.execute([[b"EVALSHA", self._sha, *head]])
+        if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+            (reply,) = await self._connection.execute([[b"EVAL", _RESERVE.encode(), *head]])
+        if isinstance(reply, ReplyError):
+            raise StoreUnavailableError(f"quota store refused the reservation: {reply}")
+        granted, held, wait_ms, tokens_milli = reply
+        if tokens:
+            local.tokens, local.tokens_until = granted, now + TOKEN_HOLD_SECONDS
+        local.slots = held
+        local.renew_at = now + self._hold_ms / 2000
+        QUOTA_TOKENS.labels(tenant).set(tokens_milli / 1000)
+        if granted < tokens:  # the bucket ran low: wait for a whole batch before asking again
+            local.empty_until = now + wait_ms / 1000
+            if not granted:
+                raise _reject(tenant, quotas, "requests_per_second", wait_ms)
 
     async def release(self, lease: Lease) -> None:
-        with contextlib.suppress(RedisError, OSError):  # the lease expires by itself anyway
-            await self._redis.zrem(self.keys(lease.tenant)[1], lease.id)
+        local = self._local[lease.tenant]
+        local.inflight -= 1
+        # Hand back what another worker may need; small limits (no slack) hand back at once.
+        slack = slot_slack(local.quotas)
+        if local.slots <= local.inflight + 2 * slack:
+            return
+        with contextlib.suppress(StoreUnavailableError):  # the reservation expires anyway
+            async with local.lock:
+                if local.slots > local.inflight + 2 * slack:
+                    await self._reserve(lease.tenant, local, 0, local.inflight + slack)
 
 
 class InMemoryQuotaStore:

@@ -1,7 +1,8 @@
 """Reading hash fields from the online store: the gateway's one I/O seam.
 
 :class:`OnlineReader` is the extension point (one method that matters, ``read``).
-:class:`RedisOnlineReader` is the real one: one pipelined round trip of HMGETs per request.
+:class:`RedisOnlineReader` is the real one: one pipelined round trip of HMGETs per request, on the
+worker's :class:`SharedConnection`.
 :class:`InMemoryOnlineReader` is the double for unit tests of the layers above.
 """
 
@@ -10,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from featureplane.errors import StoreUnavailableError
+from featureplane.gateway.connection import ReplyError, SharedConnection
 
 HashRead = tuple[bytes, Sequence[bytes]]  # (key, fields)
 
@@ -31,39 +30,27 @@ class OnlineReader(Protocol):
 
 
 class RedisOnlineReader:
-    def __init__(self, client: aioredis.Redis) -> None:
-        self._redis = client
-
-    @classmethod
-    def from_url(cls, url: str, timeout: float) -> RedisOnlineReader:
-        return cls(
-            aioredis.Redis.from_url(
-                url, socket_timeout=timeout, socket_connect_timeout=timeout, max_connections=256
-            )
-        )
-
-    @property
-    def client(self) -> aioredis.Redis:
-        return self._redis
+    def __init__(self, connection: SharedConnection) -> None:
+        self._connection = connection
 
     async def read(self, commands: Sequence[HashRead]) -> list[list[bytes | None]]:
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, fields in commands:
-                    pipe.hmget(key, fields)
-                result: list[list[bytes | None]] = await pipe.execute()
-                return result
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError(f"online store unavailable: {type(exc).__name__}") from exc
+        replies = await self._connection.execute(
+            [[b"HMGET", key, *fields] for key, fields in commands]
+        )
+        for reply in replies:
+            if isinstance(reply, ReplyError):
+                raise StoreUnavailableError(f"online store refused a read: {reply}")
+        return replies
 
     async def ping(self) -> bool:
         try:
-            return bool(await self._redis.ping())
-        except (RedisError, OSError):
+            (reply,) = await self._connection.execute([[b"PING"]])
+        except StoreUnavailableError:
             return False
+        return bool(reply == b"PONG")
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        await self._connection.aclose()
 
 
 class InMemoryOnlineReader:

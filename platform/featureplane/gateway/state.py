@@ -1,5 +1,5 @@
-"""The gateway's long-lived resources, owned by the app's lifespan, and the dependencies that
-hand them to routes (``StateDep``, ``TenantDep``)."""
+"""The gateway's long-lived resources, owned by the app's lifespan, and the dependency that
+hands them to FastAPI routes (``StateDep``)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,11 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
-from featureplane.errors import AuthenticationError
 from featureplane.gateway.auth import Authenticator
 from featureplane.gateway.catalog import ServingCatalog
 from featureplane.gateway.quotas import QuotaStore
 from featureplane.gateway.reader import OnlineReader
-from featureplane.observability.tracing import span
 from featureplane.settings import Settings
-from featureplane.tenancy.spec import TenantSpec
 
 
 @dataclass
@@ -37,16 +34,3 @@ async def get_state(request: Request) -> GatewayState:
 
 
 StateDep = Annotated[GatewayState, Depends(get_state)]
-
-
-async def current_tenant(request: Request, state: StateDep) -> TenantSpec:
-    with span("auth"):
-        name = await state.authenticator.authenticate(request.headers.get("authorization"))
-    spec = state.catalog.tenants.tenants.get(name)
-    if spec is None:
-        raise AuthenticationError("the token's tenant no longer exists")
-    request.state.tenant = name  # the metrics middleware labels the request with it
-    return spec
-
-
-TenantDep = Annotated[TenantSpec, Depends(current_tenant)]

@@ -34,6 +34,7 @@ from pydantic import StrictInt
 
 from featureplane.gateway import codec
 from featureplane.materialize import encoding
+from featureplane.resp import Command, pack_all
 
 
 class FeatureplaneEngineConfig(FeastConfigBaseModel):  # type: ignore[misc]  # Feast is untyped
@@ -116,15 +117,6 @@ class FeatureplaneEngine(LocalComputeEngine):  # type: ignore[misc]  # Feast is 
         return written
 
 
-Command = tuple[bytes, ...]
-
-
-def _pack(command: Command) -> bytes:
-    """A command in the Redis protocol (RESP), built directly: redis-py's pipeline spends more
-    time packing arguments than Redis spends running them."""
-    return b"*%d\r\n" % len(command) + b"".join([b"$%d\r\n%b\r\n" % (len(p), p) for p in command])
-
-
 def _pipeline(client: Any, commands: list[Command]) -> list[Any]:
     """Send the commands in one write and read every reply (standalone Redis); Redis Cluster
     clients route by slot, so they go through redis-py's own pipeline instead."""
@@ -136,7 +128,7 @@ def _pipeline(client: Any, commands: list[Command]) -> list[Any]:
     connection = client.connection_pool.get_connection()
     try:
         # One buffer: given a list, redis-py calls sendall once per item.
-        connection.send_packed_command([b"".join([_pack(c) for c in commands])])
+        connection.send_packed_command([pack_all(commands)])
         replies = [connection.read_response() for _ in commands]
     except BaseException:
         connection.disconnect()  # a half-read connection must not go back to the pool
