@@ -19,3 +19,20 @@ def pack(command: Command) -> bytes:
 def pack_all(commands: Sequence[Command]) -> bytes:
     """Several commands in one buffer: one write, one pipelined round trip."""
     return b"".join([pack(c) for c in commands])
+
+
+def pack_hmgets(reads: Sequence[tuple[bytes, Sequence[bytes]]]) -> bytes:
+    """``HMGET key field…`` for each ``(key, fields)``. Reads usually share one fields object
+    (every entity of a feature view), so its bytes are built once, not once per key."""
+    packed: dict[int, tuple[bytes, bytes]] = {}
+    parts = []
+    for key, fields in reads:
+        head_tail = packed.get(id(fields))
+        if head_tail is None:
+            head_tail = packed[id(fields)] = (
+                b"*%d\r\n$5\r\nHMGET\r\n" % (len(fields) + 2),
+                b"".join([b"$%d\r\n%b\r\n" % (len(f), f) for f in fields]),
+            )
+        head, tail = head_tail
+        parts.append(b"%b$%d\r\n%b\r\n%b" % (head, len(key), key, tail))
+    return b"".join(parts)

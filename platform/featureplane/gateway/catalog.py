@@ -32,6 +32,7 @@ class ViewPlan:
     key_prefix: bytes
     key_suffix: bytes  # the project name
     fields: Mapping[str, bytes]  # feature name -> hash field
+    value_types: Mapping[str, int]  # feature name -> feast ValueType number
     ts_field: bytes
 
 
@@ -75,6 +76,7 @@ def compile_project(registry: BaseRegistry, project: str) -> ProjectPlan:
             key_prefix=codec.key_names_prefix(join_keys),
             key_suffix=project.encode(),
             fields={f.name: codec.feature_field(fv.name, f.name) for f in fv.features},
+            value_types={f.name: _value_type(f.dtype) for f in fv.features},
             ts_field=codec.timestamp_field(fv.name),
         )
     services = {

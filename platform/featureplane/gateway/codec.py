@@ -26,8 +26,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from featureplane.errors import BadRequestError
 
-# feast.value_type.ValueType numbers of the join-key types Feast can serialize.
-BYTES, STRING, INT32, INT64, UNIX_TIMESTAMP = 1, 2, 3, 4, 8
+# feast.value_type.ValueType numbers of the join-key types Feast can serialize (and two more).
+BYTES, STRING, INT32, INT64, DOUBLE, FLOAT, UNIX_TIMESTAMP = 1, 2, 3, 4, 5, 6, 8
 KEY_TYPES = frozenset({BYTES, STRING, INT32, INT64, UNIX_TIMESTAMP})
 _TYPE_NAMES = {
     BYTES: "bytes",
@@ -188,6 +188,47 @@ def _varint(raw: bytes, pos: int) -> tuple[int, int]:
         if byte < 0x80:
             return value, pos
         shift += 7
+
+
+def _varint_value(raw: bytes | None) -> Any:
+    """decode_value for an int32/int64/unix_timestamp column, unrolled for short varints."""
+    if raw and raw[0] in _VARINT_TAGS:
+        size = len(raw)
+        if size == 2:
+            return raw[1] if raw[1] < 0x80 else decode_value(raw)
+        if size == 3 and raw[1] >= 0x80 and raw[2] < 0x80:
+            return (raw[1] & 0x7F) | raw[2] << 7
+        if size == 4 and raw[1] >= 0x80 and raw[2] >= 0x80 and raw[3] < 0x80:
+            return (raw[1] & 0x7F) | (raw[2] & 0x7F) << 7 | raw[3] << 14
+    return decode_value(raw)
+
+
+@lru_cache(maxsize=64)
+def _fixed_column(tag: int, code: str, rows: int) -> tuple[bytes, struct.Struct]:
+    return bytes([tag]) * rows, struct.Struct("<" + ("x" + code) * rows)
+
+
+_FIXED = {DOUBLE: (0x29, "d"), FLOAT: (0x35, "f")}
+_VARINTS = frozenset({INT32, INT64, UNIX_TIMESTAMP})
+
+
+def decode_column(raws: list[bytes | None], value_type: int) -> list[Any]:
+    """``decode_value`` over one feature's values, faster when the type is known: a column of
+    doubles or floats with no gaps is one ``struct`` unpack; ints skip the tag dispatch."""
+    fixed = _FIXED.get(value_type)
+    if fixed is not None and None not in raws:
+        tag, code = fixed
+        joined = b"".join(raws)  # type: ignore[arg-type]  # no None, checked above
+        width = 9 if code == "d" else 5
+        tags, layout = _fixed_column(tag, code, len(raws))
+        if len(joined) == width * len(raws) and joined[::width] == tags:
+            values = list(layout.unpack(joined))
+            if all(map(math.isfinite, values)):
+                return values
+            return [_float(v) for v in values]
+    if value_type in _VARINTS:
+        return [_varint_value(raw) for raw in raws]
+    return [decode_value(raw) for raw in raws]
 
 
 def decode_value(raw: bytes | None) -> Any:

@@ -150,10 +150,14 @@ class SharedConnection:
 
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
         """Every command's reply, in order; the commands leave in one write."""
+        return await self.execute_packed(pack_all(commands), len(commands))
+
+    async def execute_packed(self, payload: bytes, count: int) -> list[Any]:
+        """``execute`` for ``count`` commands the caller packed itself (see reader.py)."""
         protocol = self._protocol
         if protocol is None or protocol.closed:
             protocol = await self._connect()
-        return await protocol.send(pack_all(commands), len(commands))
+        return await protocol.send(payload, count)
 
     async def _connect(self) -> _Protocol:
         if self._connecting is None:

@@ -14,7 +14,8 @@ carries no read rechecks the token first, so a revoked token never learns more t
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from typing import Any, NamedTuple
 
 import orjson
 from fastapi.routing import APIRoute
@@ -34,10 +35,11 @@ from featureplane.gateway.models import (
     GetOnlineFeaturesRequest,
     GetOnlineFeaturesResponse,
 )
-from featureplane.gateway.quotas import admitted, too_large
+from featureplane.gateway.quotas import too_large
 from featureplane.gateway.state import GatewayState
 from featureplane.observability.metrics import (
     ENTITY_ROWS,
+    QUOTA_INFLIGHT,
     REQUEST_ERRORS,
     STORE_READ_DURATION,
     UNAUTHENTICATED,
@@ -168,11 +170,30 @@ def _headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
     return authorization, length, content_type
 
 
+class _TenantSeries(NamedTuple):
+    """A tenant's metric children, looked up once (``labels()`` costs more than an update)."""
+
+    inflight: Any
+    store_read: Any
+    entity_rows: Any
+
+
 class FeaturesEndpoint:
     """The ASGI app of ``POST /get-online-features``."""
 
     def __init__(self, state: Any) -> None:
         self._app_state = state  # the app's State; ``gateway`` appears when the lifespan runs
+        self._series: dict[str, _TenantSeries] = {}
+
+    def _metrics(self, tenant: str) -> _TenantSeries:
+        series = self._series.get(tenant)
+        if series is None:
+            series = self._series[tenant] = _TenantSeries(
+                QUOTA_INFLIGHT.labels(tenant),
+                STORE_READ_DURATION.labels(tenant),
+                ENTITY_ROWS.labels(tenant),
+            )
+        return series
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["route"] = documented_route  # the route label of metrics and logs
@@ -206,7 +227,11 @@ class FeaturesEndpoint:
         scope["state"]["tenant"] = tenant.name  # the telemetry middleware labels with it
         if length is not None and length.isdigit() and int(length) > tenant.quotas.max_body_bytes:
             raise _body_too_large(tenant, int(length))
-        async with admitted(state.quotas, tenant.name, tenant.quotas):
+        series = self._metrics(tenant.name)
+        with span("quota"):
+            lease = await state.quotas.admit(tenant.name, tenant.quotas)
+        series.inflight.inc()
+        try:
             try:
                 body = await _read_body(receive, tenant)
                 prepared = prepare(state.catalog, tenant, _parse(body, content_type))
@@ -216,15 +241,17 @@ class FeaturesEndpoint:
             commands = prepared.commands
             if identity.recheck is not None:
                 commands = [identity.recheck, *commands]
-            with (
-                span("store.read", commands=len(commands)),
-                STORE_READ_DURATION.labels(tenant.name).time(),
-            ):
+            with span("store.read", commands=len(commands)):
+                started = time.perf_counter()
                 replies = await state.reader.read(commands)
+                series.store_read.observe(time.perf_counter() - started)
             if identity.recheck is not None:
                 state.authenticator.confirm(identity, replies[0])
                 replies = replies[1:]
             payload = prepared.answer(replies)
-        ENTITY_ROWS.labels(tenant.name).inc(prepared.rows)
+        finally:
+            series.inflight.dec()
+            await state.quotas.release(lease)
+        series.entity_rows.inc(prepared.rows)
         with span("encode"):
             return orjson.dumps(payload)

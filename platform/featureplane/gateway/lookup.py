@@ -99,34 +99,23 @@ class PreparedLookup:
         ]
         for r, row_slots in zip(self.reads, self.slots, strict=True):
             n = len(r.features)
-            columns: list[list[Any]] = [[None] * rows for _ in range(n)]
-            statuses: list[list[str]] = [[NOT_FOUND] * rows for _ in range(n)]
-            stamps = [codec.EPOCH] * rows
-            decoded: dict[int, tuple[list[Any], list[str], str] | None] = {}
-            for i, slot in enumerate(row_slots):
-                if slot not in decoded:
-                    reply = replies[slot]
-                    ts = reply[n]
-                    if ts is None:
-                        decoded[slot] = None
-                    else:
-                        values = [codec.decode_value(raw) for raw in reply[:n]]
-                        decoded[slot] = (
-                            values,
-                            [NULL_VALUE if v is None else PRESENT for v in values],
-                            codec.timestamp_text(ts),
-                        )
-                row = decoded[slot]
-                if row is None:
-                    continue
-                values, row_statuses, stamps[i] = row
-                for j in range(n):
-                    columns[j][i] = values[j]
-                    statuses[j][i] = row_statuses[j]
-            for j in range(n):
-                results.append(
-                    {"values": columns[j], "statuses": statuses[j], "event_timestamps": stamps}
-                )
+            hashes = [replies[slot] for slot in row_slots]
+            # A row is found when the view's event time is stored; its values may be null.
+            stamps = [codec.EPOCH if h[n] is None else codec.timestamp_text(h[n]) for h in hashes]
+            found = [h[n] is not None for h in hashes]
+            everywhere = all(found)
+            types = r.plan.value_types
+            for j, feature in enumerate(r.features):
+                values = codec.decode_column([h[j] for h in hashes], types[feature])
+                if everywhere:
+                    statuses = [NULL_VALUE if v is None else PRESENT for v in values]
+                else:
+                    values = [v if f else None for v, f in zip(values, found, strict=True)]
+                    statuses = [
+                        (NULL_VALUE if v is None else PRESENT) if f else NOT_FOUND
+                        for v, f in zip(values, found, strict=True)
+                    ]
+                results.append({"values": values, "statuses": statuses, "event_timestamps": stamps})
         return {"metadata": {"feature_names": self.join_keys + self.names}, "results": results}
 
 

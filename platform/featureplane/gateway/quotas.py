@@ -30,14 +30,13 @@ import hashlib
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from featureplane.errors import PayloadTooLargeError, QuotaExceededError, StoreUnavailableError
 from featureplane.gateway.connection import ReplyError, SharedConnection
-from featureplane.observability.metrics import QUOTA_INFLIGHT, QUOTA_REJECTIONS, QUOTA_TOKENS
-from featureplane.observability.tracing import span
+from featureplane.observability.metrics import QUOTA_REJECTIONS, QUOTA_TOKENS
 from featureplane.tenancy.spec import Quotas
 
 KEY_PREFIX = "featureplane:quota:"
@@ -284,17 +283,3 @@ def too_large(tenant: str, quota: str, limit: int, message: str) -> PayloadTooLa
     """A 413 for a size quota, counted like every other rejection."""
     QUOTA_REJECTIONS.labels(tenant, quota).inc()
     return PayloadTooLargeError(quota, limit, message)
-
-
-@contextlib.asynccontextmanager
-async def admitted(store: QuotaStore, tenant: str, quotas: Quotas) -> AsyncIterator[Lease]:
-    """Hold a request's quota for the duration of the block; counts it as in flight."""
-    with span("quota"):
-        lease = await store.admit(tenant, quotas)
-    gauge = QUOTA_INFLIGHT.labels(tenant)
-    gauge.inc()
-    try:
-        yield lease
-    finally:
-        gauge.dec()
-        await store.release(lease)

@@ -13,8 +13,9 @@ from typing import Protocol
 
 from featureplane.errors import StoreUnavailableError
 from featureplane.gateway.connection import ReplyError, SharedConnection
+from featureplane.resp import pack_hmgets
 
-HashRead = tuple[bytes, Sequence[bytes]]  # (key, fields)
+HashRead = tuple[bytes, Sequence[bytes]]  # (key, fields): one HMGET
 
 
 class OnlineReader(Protocol):
@@ -34,9 +35,7 @@ class RedisOnlineReader:
         self._connection = connection
 
     async def read(self, commands: Sequence[HashRead]) -> list[list[bytes | None]]:
-        replies = await self._connection.execute(
-            [[b"HMGET", key, *fields] for key, fields in commands]
-        )
+        replies = await self._connection.execute_packed(pack_hmgets(commands), len(commands))
         for reply in replies:
             if isinstance(reply, ReplyError):
                 raise StoreUnavailableError(f"online store refused a read: {reply}")

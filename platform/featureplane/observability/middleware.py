@@ -2,16 +2,18 @@
 streaming-safe): request id, the server span, the latency histogram and the access log line.
 
 The request id is the caller's ``X-Request-ID`` when it is sane, else the W3C ``traceparent``
-trace id, else a new one; it is returned in ``X-Request-ID``. The tenant label is what
+trace id, else a new one (a random per-process prefix and a counter: unique, and cheaper than a
+UUID per request); it is returned in ``X-Request-ID``. The tenant label is what
 authentication stored in ``scope["state"]``.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import secrets
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +25,8 @@ from featureplane.observability.metrics import REQUEST_DURATION, UNAUTHENTICATED
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 access_log = logging.getLogger(ACCESS_LOGGER)
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count()
 
 
 def request_id(headers: dict[str, str]) -> str:
@@ -32,7 +36,7 @@ def request_id(headers: dict[str, str]) -> str:
     match = _TRACEPARENT.match(headers.get("traceparent", ""))
     if match and match.group(1) != "0" * 32:
         return match.group(1)
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 class RequestTelemetryMiddleware:
