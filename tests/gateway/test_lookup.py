@@ -11,15 +11,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from featureplane.errors import StoreUnavailableError
 from featureplane.gateway import codec
 from featureplane.gateway.catalog import ServingCatalog
-from featureplane.gateway.lookup import prepare
-from featureplane.gateway.models import GetOnlineFeaturesRequest
+from featureplane.gateway.lookup import FeatureRequest, prepare
 from featureplane.gateway.reader import InMemoryOnlineReader
 from featureplane.registry.feast_config import close_registry, open_registry
 from tests.conftest import Deployment
 
-REQUEST = GetOnlineFeaturesRequest(
-    features=["account_stats:txn_count_24h"], entities={"account_id": [7, 8]}
-)
+REQUEST = FeatureRequest(features=["account_stats:txn_count_24h"], entities={"account_id": [7, 8]})
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from featureplane.gateway.connection import SharedConnection
 from featureplane.gateway.quotas import QuotaStore, RedisQuotaStore, UnlimitedQuotaStore
 from featureplane.gateway.reader import OnlineReader, RedisOnlineReader
 from featureplane.gateway.state import GatewayState
-from featureplane.observability import tracing
+from featureplane.observability import metrics, tracing
 from featureplane.observability.logging import configure_logging
 from featureplane.observability.metrics import (
     REQUEST_ERRORS,
@@ -113,6 +113,12 @@ class GatewayApp(FastAPI):
         return self.openapi_schema
 
 
+async def _flush_metrics_forever() -> None:
+    while True:
+        await asyncio.sleep(metrics.FLUSH_SECONDS)
+        metrics.flush()
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -157,6 +163,7 @@ def create_app(
             state.authenticator = Authenticator(tokens, _service_accounts(settings, state))
         app.state.gateway = state
         refresher = asyncio.create_task(_refresh_forever(state, registry))
+        flusher = asyncio.create_task(_flush_metrics_forever())
         # Start-up objects (Feast, the registry, protobuf descriptors) never die: move them out
         # of the collector's sight so full collections stay short under load.
         gc.collect()
@@ -164,9 +171,11 @@ def create_app(
         try:
             yield
         finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in (refresher, flusher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            metrics.flush()
             await connection.aclose()
             await control.aclose()
             close_registry(registry)

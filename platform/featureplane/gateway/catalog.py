@@ -96,6 +96,11 @@ class ServingCatalog:
     tenants: TenantCatalog
     projects: Mapping[str, ProjectPlan]
     loaded_at: float = field(default_factory=time.time)
+    # Model services ask for the same features again and again: remember what each distinct
+    # request shape resolved to (this snapshot only; a refresh starts a new one).
+    _resolved: dict[tuple[str, tuple[str, ...], str | None, str | None], list[ViewRead]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
     def load(cls, tenants: TenantCatalog, registry: BaseRegistry) -> ServingCatalog:
@@ -181,6 +186,22 @@ class ServingCatalog:
         project: str | None = None,
     ) -> list[ViewRead]:
         """The views and features a request names, checked against what ``tenant`` may read."""
+        key = (tenant.name, tuple(features), service, project)
+        reads = self._resolved.get(key)
+        if reads is None:
+            reads = self._resolve(tenant, features, service, project)
+            if len(self._resolved) >= 4096:
+                self._resolved.clear()
+            self._resolved[key] = reads
+        return reads
+
+    def _resolve(
+        self,
+        tenant: TenantSpec,
+        features: Sequence[str],
+        service: str | None,
+        project: str | None,
+    ) -> list[ViewRead]:
         if service:
             located = self._locate(tenant, service, "service", project)
             reads = []

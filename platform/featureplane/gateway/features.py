@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from fastapi.routing import APIRoute
@@ -29,7 +29,7 @@ from featureplane.errors import (
     InvalidRequestError,
     UnsupportedMediaTypeError,
 )
-from featureplane.gateway.lookup import prepare
+from featureplane.gateway.lookup import FeatureRequest, prepare
 from featureplane.gateway.models import (
     ErrorResponse,
     GetOnlineFeaturesRequest,
@@ -43,6 +43,8 @@ from featureplane.observability.metrics import (
     REQUEST_ERRORS,
     STORE_READ_DURATION,
     UNAUTHENTICATED,
+    buffered_counter,
+    buffered_histogram,
 )
 from featureplane.observability.tracing import span
 from featureplane.tenancy.spec import TenantSpec
@@ -121,7 +123,7 @@ def _is_str_list(value: Any) -> bool:
     return type(value) is list and all(type(v) is str for v in value)
 
 
-def _parse(body: bytes, content_type: str | None) -> GetOnlineFeaturesRequest:
+def _parse(body: bytes, content_type: str | None) -> FeatureRequest:
     if content_type and "json" not in content_type.split(";", 1)[0].lower():
         raise UnsupportedMediaTypeError(
             f"expected Content-Type application/json, got {content_type!r}"
@@ -141,11 +143,9 @@ def _parse(body: bytes, content_type: str | None) -> GetOnlineFeaturesRequest:
             and type(full_names) is bool
             and all(type(k) is str and type(v) is list for k, v in entities.items())
         ):
-            return GetOnlineFeaturesRequest.model_construct(
-                entities=entities, features=features, full_feature_names=full_names
-            )
+            return FeatureRequest(entities, features, full_feature_names=full_names)
     try:
-        return GetOnlineFeaturesRequest.model_validate(payload)
+        model = GetOnlineFeaturesRequest.model_validate(payload)
     except ValidationError as exc:
         details: list[dict[str, object]] = [
             {"field": ".".join(str(p) for p in e["loc"]) or "<body>", "problem": e["msg"]}
@@ -155,6 +155,13 @@ def _parse(body: bytes, content_type: str | None) -> GetOnlineFeaturesRequest:
         raise InvalidRequestError(
             f"not a get-online-features request: {summary}", details
         ) from None
+    return FeatureRequest(
+        model.entities,
+        model.features,
+        model.feature_service,
+        model.project,
+        model.full_feature_names,
+    )
 
 
 def _headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
@@ -170,30 +177,11 @@ def _headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
     return authorization, length, content_type
 
 
-class _TenantSeries(NamedTuple):
-    """A tenant's metric children, looked up once (``labels()`` costs more than an update)."""
-
-    inflight: Any
-    store_read: Any
-    entity_rows: Any
-
-
 class FeaturesEndpoint:
     """The ASGI app of ``POST /get-online-features``."""
 
     def __init__(self, state: Any) -> None:
         self._app_state = state  # the app's State; ``gateway`` appears when the lifespan runs
-        self._series: dict[str, _TenantSeries] = {}
-
-    def _metrics(self, tenant: str) -> _TenantSeries:
-        series = self._series.get(tenant)
-        if series is None:
-            series = self._series[tenant] = _TenantSeries(
-                QUOTA_INFLIGHT.labels(tenant),
-                STORE_READ_DURATION.labels(tenant),
-                ENTITY_ROWS.labels(tenant),
-            )
-        return series
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["route"] = documented_route  # the route label of metrics and logs
@@ -227,10 +215,10 @@ class FeaturesEndpoint:
         scope["state"]["tenant"] = tenant.name  # the telemetry middleware labels with it
         if length is not None and length.isdigit() and int(length) > tenant.quotas.max_body_bytes:
             raise _body_too_large(tenant, int(length))
-        series = self._metrics(tenant.name)
         with span("quota"):
             lease = await state.quotas.admit(tenant.name, tenant.quotas)
-        series.inflight.inc()
+        inflight = buffered_counter(QUOTA_INFLIGHT, tenant.name)
+        inflight.inc()
         try:
             try:
                 body = await _read_body(receive, tenant)
@@ -244,14 +232,15 @@ class FeaturesEndpoint:
             with span("store.read", commands=len(commands)):
                 started = time.perf_counter()
                 replies = await state.reader.read(commands)
-                series.store_read.observe(time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                buffered_histogram(STORE_READ_DURATION, tenant.name).observe(elapsed)
             if identity.recheck is not None:
                 state.authenticator.confirm(identity, replies[0])
                 replies = replies[1:]
             payload = prepared.answer(replies)
         finally:
-            series.inflight.dec()
+            inflight.dec()
             await state.quotas.release(lease)
-        series.entity_rows.inc(prepared.rows)
+        buffered_counter(ENTITY_ROWS, tenant.name).inc(prepared.rows)
         with span("encode"):
             return orjson.dumps(payload)

@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from featureplane.errors import BadRequestError
 from featureplane.gateway import codec
 from featureplane.gateway.catalog import ServingCatalog, ViewRead
-from featureplane.gateway.models import GetOnlineFeaturesRequest
 from featureplane.gateway.quotas import too_large
 from featureplane.gateway.reader import HashRead
 from featureplane.tenancy.spec import TenantSpec
@@ -24,8 +23,21 @@ from featureplane.tenancy.spec import TenantSpec
 PRESENT, NULL_VALUE, NOT_FOUND = "PRESENT", "NULL_VALUE", "NOT_FOUND"
 
 
+class FeatureRequest(NamedTuple):
+    """A get-online-features request as :func:`prepare` needs it (see models.py for the wire
+    model; a NamedTuple because building a pydantic model per request costs more)."""
+
+    entities: dict[str, list[Any]]
+    features: list[str]
+    feature_service: str | None = None
+    project: str | None = None
+    full_feature_names: bool = False
+
+
 def _output_names(reads: Sequence[ViewRead], full_feature_names: bool) -> list[str]:
     names = [f"{r.prefix}__{f}" if full_feature_names else f for r in reads for f in r.features]
+    if len(set(names)) == len(names):
+        return names
     collided = sorted(n for n, count in Counter(names).items() if count > 1)
     if collided:
         hint = "" if full_feature_names else "; set full_feature_names to tell them apart"
@@ -106,7 +118,10 @@ class PreparedLookup:
             everywhere = all(found)
             types = r.plan.value_types
             for j, feature in enumerate(r.features):
-                values = codec.decode_column([h[j] for h in hashes], types[feature])
+                if rows == 1:  # the column machinery only pays off for several rows
+                    values = [codec.decode_value(hashes[0][j])]
+                else:
+                    values = codec.decode_column([h[j] for h in hashes], types[feature])
                 if everywhere:
                     statuses = [NULL_VALUE if v is None else PRESENT for v in values]
                 else:
@@ -119,9 +134,7 @@ class PreparedLookup:
         return {"metadata": {"feature_names": self.join_keys + self.names}, "results": results}
 
 
-def prepare(
-    catalog: ServingCatalog, tenant: TenantSpec, request: GetOnlineFeaturesRequest
-) -> PreparedLookup:
+def prepare(catalog: ServingCatalog, tenant: TenantSpec, request: FeatureRequest) -> PreparedLookup:
     """Check the request against the catalog, the grants and the size quotas; plan its reads."""
     limit = tenant.quotas.max_features_per_request
     if len(request.features) > limit:

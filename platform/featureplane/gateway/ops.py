@@ -12,7 +12,12 @@ from redis.exceptions import RedisError
 
 from featureplane.gateway.state import StateDep
 from featureplane.observability import runs
-from featureplane.observability.metrics import ScrapeSnapshot, exposition, scrape_families
+from featureplane.observability.metrics import (
+    ScrapeSnapshot,
+    exposition,
+    flush,
+    scrape_families,
+)
 
 router = APIRouter()
 
@@ -52,6 +57,7 @@ async def metrics(state: StateDep) -> Response:
         store_up, used = True, float(memory["used_memory"])
     except (RedisError, OSError):
         recorded, store_up, used = {}, False, None
+    flush()  # this worker's buffered updates; the others flush every FLUSH_SECONDS
     snapshot = ScrapeSnapshot(tenants, recorded, time.time() - catalog.loaded_at, store_up, used)
     # Merging the workers' files takes milliseconds: off the event loop, so requests do not wait.
     body = await asyncio.to_thread(exposition, scrape_families(snapshot))

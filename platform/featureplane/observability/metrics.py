@@ -12,6 +12,7 @@ does (it points it at a temp dir of its own); `featureplane serve` sets it first
 
 from __future__ import annotations
 
+import bisect
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -80,6 +81,90 @@ QUOTA_TOKENS = Gauge(
     multiprocess_mode="livemostrecent",
 )
 UNAUTHENTICATED = "-"
+
+
+# -- buffered updates on the request path ------------------------------------------------------
+# In multi-process mode every inc/observe takes a lock and writes an mmap'd file (3-4 us each, a
+# tenth of a request's CPU). The request path adds to plain numbers instead, and flush() (every
+# FLUSH_SECONDS, at scrape and at shutdown, by the gateway) moves them into the shared values:
+# exposition lags by at most FLUSH_SECONDS.
+FLUSH_SECONDS = 0.1
+
+
+class BufferedCounter:
+    """``inc`` kept in process until flushed (counters and the in-flight gauge)."""
+
+    __slots__ = ("_child", "_pending")
+
+    def __init__(self, child: Counter | Gauge) -> None:
+        self._child = child
+        self._pending = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self._pending += amount
+
+    def dec(self, amount: float = 1.0) -> None:
+        self._pending -= amount
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, 0.0
+        if pending:
+            self._child.inc(pending)
+
+
+class BufferedHistogram:
+    """``observe`` kept in process as bucket counts until flushed."""
+
+    __slots__ = ("_bounds", "_child", "_counts", "_sum")
+
+    def __init__(self, child: Histogram) -> None:
+        self._child = child
+        self._bounds: list[float] = child._upper_bounds
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        # Histogram.observe counts an observation in the first bucket whose bound is >= it.
+        self._counts[bisect.bisect_left(self._bounds, amount)] += 1
+        self._sum += amount
+
+    def flush(self) -> None:
+        # prometheus_client has no bulk observe: add to the child's (non-cumulative) bucket
+        # values and sum directly, as Histogram.observe does. test_metrics pins the equivalence.
+        counts, self._counts = self._counts, [0] * len(self._bounds)
+        total, self._sum = self._sum, 0.0
+        for value, count in zip(self._child._buckets, counts, strict=True):
+            if count:
+                value.inc(count)
+        if any(counts):
+            self._child._sum.inc(total)
+
+
+_BUFFERS: dict[tuple[int, tuple[str, ...]], BufferedCounter | BufferedHistogram] = {}
+
+
+def buffered_counter(metric: Counter | Gauge, *labels: str) -> BufferedCounter:
+    key = (id(metric), labels)
+    buffer = _BUFFERS.get(key)
+    if buffer is None:
+        buffer = _BUFFERS[key] = BufferedCounter(metric.labels(*labels))
+    assert isinstance(buffer, BufferedCounter)
+    return buffer
+
+
+def buffered_histogram(metric: Histogram, *labels: str) -> BufferedHistogram:
+    key = (id(metric), labels)
+    buffer = _BUFFERS.get(key)
+    if buffer is None:
+        buffer = _BUFFERS[key] = BufferedHistogram(metric.labels(*labels))
+    assert isinstance(buffer, BufferedHistogram)
+    return buffer
+
+
+def flush() -> None:
+    """Move every buffered update of this process into the shared values."""
+    for buffer in list(_BUFFERS.values()):
+        buffer.flush()
 
 
 def multiprocess_dir() -> str | None:

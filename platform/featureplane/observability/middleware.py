@@ -14,13 +14,16 @@ import logging
 import re
 import secrets
 import time
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from featureplane.observability import tracing
 from featureplane.observability.logging import ACCESS_LOGGER
-from featureplane.observability.metrics import REQUEST_DURATION, UNAUTHENTICATED
+from featureplane.observability.metrics import (
+    REQUEST_DURATION,
+    UNAUTHENTICATED,
+    buffered_histogram,
+)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -43,7 +46,6 @@ class RequestTelemetryMiddleware:
     def __init__(self, app: ASGIApp, access_log_enabled: bool = True) -> None:
         self.app = app
         self.access_log_enabled = access_log_enabled
-        self._children: dict[tuple[str, str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,10 +76,7 @@ class RequestTelemetryMiddleware:
                 template = getattr(scope.get("route"), "path", "unmatched")
                 tenant = state.get("tenant", UNAUTHENTICATED)
                 labels = (tenant, template, f"{status // 100}xx")
-                child = self._children.get(labels)
-                if child is None:
-                    child = self._children[labels] = REQUEST_DURATION.labels(*labels)
-                child.observe(elapsed)
+                buffered_histogram(REQUEST_DURATION, *labels).observe(elapsed)
                 if span is not None:
                     span.update_name(f"{scope['method']} {template}")
                     span.set_attributes(
