@@ -79,8 +79,12 @@ class FeatureplaneTokens:
         self._connection = connection
         self._pepper = pepper
         self._known: dict[str, tuple[str, bytes]] = {}  # token id -> (tenant, digest)
+        self._verified: dict[str, str] = {}  # token -> its id, once its secret checked out
 
     async def identify(self, token: str) -> Identity:
+        token_id = self._verified.get(token)
+        if token_id is not None and token_id in self._known:  # the usual case: no HMAC again
+            return Identity(self._known[token_id][0], ((CRED_PREFIX + token_id).encode(), _FIELDS))
         token_id = parse_token_id(token)
         if token_id is None:
             raise AuthenticationError(_UNKNOWN)
@@ -93,11 +97,14 @@ class FeatureplaneTokens:
             tenant = self._check(token_id, token, reply)
             if len(self._known) >= self._MAX_KNOWN:
                 self._known.clear()
+                self._verified.clear()
             self._known[token_id] = (tenant, reply[1])
+            self._verified[token] = token_id
             return Identity(tenant)  # read just now: nothing to confirm
         tenant, digest = known
         if not verify(self._pepper, token, digest.decode()):
             raise AuthenticationError(_UNKNOWN)
+        self._verified[token] = token_id
         return Identity(tenant, (key, _FIELDS))
 
     def confirm(self, identity: Identity, reply: list[bytes | None]) -> None:

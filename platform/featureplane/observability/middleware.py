@@ -9,6 +9,7 @@ authentication stored in ``scope["state"]``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import re
@@ -28,15 +29,15 @@ from featureplane.observability.metrics import (
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 access_log = logging.getLogger(ACCESS_LOGGER)
+_UNTRACED = contextlib.nullcontext()
 _ID_PREFIX = secrets.token_hex(8)
 _ID_COUNTER = itertools.count()
 
 
-def request_id(headers: dict[str, str]) -> str:
-    given = headers.get("x-request-id", "")
-    if _REQUEST_ID.match(given):
+def request_id(given: str, traceparent: str) -> str:
+    if given and _REQUEST_ID.match(given):
         return given
-    match = _TRACEPARENT.match(headers.get("traceparent", ""))
+    match = _TRACEPARENT.match(traceparent) if traceparent else None
     if match and match.group(1) != "0" * 32:
         return match.group(1)
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
@@ -52,8 +53,13 @@ class RequestTelemetryMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        rid = request_id(headers)
+        given = traceparent = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+            elif name == b"traceparent":
+                traceparent = value.decode("latin-1")
+        rid = request_id(given, traceparent)
         state = scope.setdefault("state", {})
         state["request_id"] = rid
         status = 500
@@ -66,9 +72,16 @@ class RequestTelemetryMiddleware:
                 message["headers"] = [*message.get("headers", []), rid_header]
             await send(message)
 
-        with tracing.server_span(
-            f"{scope['method']} request", headers, **{"http.request_id": rid}
-        ) as span:
+        traced = (
+            tracing.server_span(
+                f"{scope['method']} request",
+                {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
+                **{"http.request_id": rid},
+            )
+            if tracing.enabled()
+            else _UNTRACED
+        )
+        with traced as span:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
