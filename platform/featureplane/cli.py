@@ -284,7 +284,9 @@ def serve(
         host=host or settings.gateway_host,
         port=port if port is not None else settings.gateway_port,
         workers=workers or settings.gateway_workers,
-        access_log=False,
+        access_log=False,  # the gateway writes its own (JSON, with tenant and request id)
+        proxy_headers=False,  # client addresses are not used: skip the per-request rewrite
+        server_header=False,
         loop="uvloop",
         http="httptools",
         log_level="info",

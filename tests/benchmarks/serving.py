@@ -1,7 +1,8 @@
 """Serving and materialization benchmark (not a test; `make bench`, `make bench-quick`).
 
 In one run on one machine, against one Redis holding the reference dataset
-(`../shared/reference/baseline-kit`: N users x 10 features):
+(`../shared/reference/baseline-kit`: N users x 10 features, as tenant "scale") beside the sample
+tenants:
 
 - materialization of the whole dataset by Feast's local engine and by featureplane's engine
   (wall, rows/s, peak RSS; each in its own `feast materialize` process under /usr/bin/time);
@@ -33,6 +34,7 @@ import httpx
 import redis
 import yaml
 
+from featureplane.demo import deploy_samples
 from featureplane.embedded import EmbeddedRedis, GatewayProcess, free_port
 from featureplane.registry.apply import apply_tenant
 from featureplane.registry.feast_config import render
@@ -161,14 +163,17 @@ def run(rows: int, seconds: float) -> dict[str, Any]:
             capture_output=True,
         )
         tenants, repos = tmp / "tenants", tmp / "feature_repo"
-        (tenants / "scale").mkdir(parents=True)
-        (tenants / "scale" / "tenant.yaml").write_text(yaml.safe_dump(TENANT))
-        (repos / "scale").mkdir(parents=True)
-        shutil.copy(ROOT / "feature_repo" / "feature_store.yaml", repos)
-        shutil.copy(KIT / "scale_repo_features.py", repos / "scale" / "scale_features.py")
+        # The sample tenants too, so the gateway serves a multi-tenant catalog as in production.
+        shutil.copytree(ROOT / "tenants", tenants)
+        shutil.copytree(ROOT / "feature_repo", repos)
         settings = Settings(
             redis_url=server.url, data_dir=tmp / "data", tenants_dir=tenants, feature_repo_dir=repos
         )
+        deploy_samples(settings, TenantCatalog.load(tenants), 1000, datetime.now(UTC))
+        (tenants / "scale").mkdir()
+        (tenants / "scale" / "tenant.yaml").write_text(yaml.safe_dump(TENANT))
+        (repos / "scale").mkdir()
+        shutil.copy(KIT / "scale_repo_features.py", repos / "scale" / "scale_features.py")
         os.environ["SCALE_SRC"] = str(data)
         env = os.environ | {"SCALE_SRC": str(data)}
         spec = TenantCatalog.load(tenants)["scale"]
