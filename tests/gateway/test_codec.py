@@ -179,3 +179,13 @@ def test_column_decoding_equals_value_decoding(value_type: int) -> None:
         assert [type(v) for v in codec.decode_column(raws, value_type)] == [
             type(v) for v in expected
         ]
+
+
+def test_feasts_null_timestamp_marker_reads_as_null() -> None:
+    """Feast stores a null unix_timestamp as -2**63 and its SDK reads None: so does the gateway."""
+    marker = V(unix_timestamp_val=codec.NULL_TIMESTAMP).SerializeToString()
+    assert codec.decode_value(marker) is None
+    assert codec.decode_column([marker, None], codec.UNIX_TIMESTAMP) == [None, None]
+    listed = V(unix_timestamp_list_val=Int64List(val=[5, codec.NULL_TIMESTAMP]))
+    assert codec.decode_value(listed.SerializeToString()) == [5, None]
+    assert codec.decode_value(V(int64_val=codec.NULL_TIMESTAMP).SerializeToString()) == -(2**63)

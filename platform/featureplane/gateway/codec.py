@@ -42,6 +42,10 @@ _INT_RANGES = {
     UNIX_TIMESTAMP: (-(2**63), 2**63 - 1),
 }
 EPOCH = "1970-01-01T00:00:00Z"
+# How Feast stores a null unix_timestamp (feast.type_map.NULL_TIMESTAMP_INT_VALUE, NaT as int);
+# its SDK reads it back as None, so the gateway answers null too.
+NULL_TIMESTAMP = -(2**63)
+_NULL_TIMESTAMP_VARINT = 1 << 63  # the same, as the unsigned varint on the wire
 
 
 def feature_field(view: str, feature: str) -> bytes:
@@ -169,8 +173,12 @@ def native(value: ValueProto) -> Any:
         return [{k: native(v) for k, v in m.val.items()} for m in getattr(value, which).val]
     if which in ("scalar_map_val", "zoned_timestamp_val"):
         raise NotImplementedError(f"{which} values are not served by featureplane")
+    if which in ("unix_timestamp_list_val", "unix_timestamp_set_val"):
+        return [None if v == NULL_TIMESTAMP else v for v in getattr(value, which).val]
     if "_list_" in which or "_set_" in which:
         return list(getattr(value, which).val)
+    if which == "unix_timestamp_val" and value.unix_timestamp_val == NULL_TIMESTAMP:
+        return None
     return getattr(value, which)
 
 
@@ -249,6 +257,8 @@ def decode_value(raw: bytes | None) -> Any:
     if tag in _VARINT_TAGS and size <= 11:
         value, end = _varint(raw, 1)
         if end == size:
+            if value == _NULL_TIMESTAMP_VARINT and tag == 0x40:
+                return None  # Feast's marker of a null unix_timestamp
             return value - (1 << 64) if value >= 1 << 63 else value
     elif tag == 0x12:
         length, start = _varint(raw, 1)
