@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pyarrow as pa
@@ -106,3 +107,11 @@ def http(gateway: GatewayProcess) -> Iterator[httpx.Client]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def columns_by_name(answer: dict[str, Any]) -> dict[str, list[Any]]:
+    """A get-online-features answer's values, by feature name."""
+    return {
+        name: col["values"]
+        for name, col in zip(answer["metadata"]["feature_names"], answer["results"], strict=True)
+    }

@@ -20,7 +20,7 @@ from featureplane.embedded.gateway import GatewayProcess
 from featureplane.gateway import codec
 from featureplane.registry.feast_config import close_registry, feature_store, open_registry
 from featureplane.tenancy.credentials import CredentialStore
-from tests.conftest import Deployment, bearer
+from tests.conftest import Deployment, bearer, columns_by_name
 
 
 def _views(deployment: Deployment, tenant: str) -> list[Any]:
@@ -47,13 +47,6 @@ def _entity_rows(
     rng.shuffle(picked)
     picked.append(picked[0])  # a duplicated entity is answered once per row
     return [p[0] for p in picked], [p[1] for p in picked]
-
-
-def _by_name(answer: dict[str, Any]) -> dict[str, list[Any]]:
-    return {
-        name: col["values"]
-        for name, col in zip(answer["metadata"]["feature_names"], answer["results"], strict=True)
-    }
 
 
 def _sdk(
@@ -91,7 +84,7 @@ def test_every_feature_view_equals_feast_sdk(
         assert resp.status_code == 200, resp.text
         ours = resp.json()
         theirs = _sdk(deployment, tenant, features, rows)
-        assert _by_name(ours) == _by_name(theirs), view.name
+        assert columns_by_name(ours) == columns_by_name(theirs), view.name
         assert sorted(ours["metadata"]["feature_names"]) == sorted(
             theirs["metadata"]["feature_names"]
         )
@@ -131,7 +124,9 @@ def test_feature_service_and_full_names_equal_feast_sdk(
             },
         )
         assert resp.status_code == 200, resp.text
-        assert _by_name(resp.json()) == _by_name(_sdk(deployment, "pricing", service, rows, full))
+        assert columns_by_name(resp.json()) == columns_by_name(
+            _sdk(deployment, "pricing", service, rows, full)
+        )
     names = resp.json()["metadata"]["feature_names"]
     assert "product_price__price" in names
     assert "product_demand__demand_forecast" in names

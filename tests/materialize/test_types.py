@@ -47,7 +47,7 @@ from featureplane.gateway.reader import RedisOnlineReader
 from featureplane.registry.feast_config import render
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.spec import TenantSpec
-from tests.conftest import make_settings
+from tests.conftest import columns_by_name, make_settings
 
 PROJECT = "types"
 VIEW = "all_types"
@@ -228,13 +228,6 @@ def _gateway(store: FeatureStore, url: str) -> dict[str, Any]:
     return prepared.answer(asyncio.run(read()))
 
 
-def _by_name(answer: dict[str, Any]) -> dict[str, list[Any]]:
-    return {
-        name: col["values"]
-        for name, col in zip(answer["metadata"]["feature_names"], answer["results"], strict=True)
-    }
-
-
 def test_gateway_reads_feasts_writes_as_feasts_server_renders_them(
     materialized: Materialized,
 ) -> None:
@@ -242,8 +235,8 @@ def test_gateway_reads_feasts_writes_as_feasts_server_renders_them(
     SDK's response, rendered by ``convert_response_to_dict``) answers, value for value — except
     that Feast's null-timestamp marker (-2**63) is answered as the null the SDK reads it as."""
     store = materialized.stores["local"]
-    ours = _by_name(_gateway(store, materialized.urls["local"]))
-    theirs = _by_name(convert_response_to_dict(_sdk(store).proto))
+    ours = columns_by_name(_gateway(store, materialized.urls["local"]))
+    theirs = columns_by_name(convert_response_to_dict(_sdk(store).proto))
     assert ours.keys() == theirs.keys()
     for name in theirs:
         assert ours[name] == _marker_as_null(theirs[name]), name
@@ -278,6 +271,6 @@ def _rendered(value: Any, dtype: Any) -> Any:
 def test_gateway_values_equal_the_sdks(materialized: Materialized, name: str) -> None:
     """(b) Feast's local engine wrote; the gateway's values equal the SDK's own ``to_dict``."""
     store = materialized.stores["local"]
-    ours = _by_name(_gateway(store, materialized.urls["local"]))
+    ours = columns_by_name(_gateway(store, materialized.urls["local"]))
     sdk = _sdk(store).to_dict()
     assert ours[name] == [_rendered(v, COLUMNS[name][0]) for v in sdk[name]]
