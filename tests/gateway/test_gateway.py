@@ -387,3 +387,17 @@ def test_metrics_are_per_tenant_sub_millisecond_and_merged_across_workers(
     assert abs(freshness[("fraud", "account_stats")] - (time.time() - newest.timestamp())) < 5
     histogram_files = list(gateway.metrics_dir.glob("histogram_*.db"))
     assert len(histogram_files) >= 2, "both workers should have recorded requests"
+
+
+def test_the_feature_route_is_documented_and_only_takes_post(http: httpx.Client) -> None:
+    """The route is served before FastAPI's routing, yet /docs' schema describes it, and other
+    methods get a JSON 405."""
+    schema = http.get("/openapi.json").json()
+    operation = schema["paths"]["/get-online-features"]["post"]
+    assert set(operation["responses"]) >= {"200", "400", "401", "403", "413", "429", "503"}
+    assert "GetOnlineFeaturesRequest" in str(operation["requestBody"])
+    assert {"/health", "/ready", "/metrics"} <= set(schema["paths"])
+    refused = http.get("/get-online-features")
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "POST"
+    assert refused.json()["error"]["code"] == "method_not_allowed"
