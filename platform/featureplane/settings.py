@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8080, ge=0, le=65535)
     gateway_workers: int = Field(default=1, ge=1)
+    registry_server_host: str = "127.0.0.1"
+    registry_server_port: int = Field(
+        default=6570, ge=0, le=65535, description="`registry-server` default (Feast's port)."
+    )
     quotas_enabled: bool = Field(
         default=True,
         description="Enforce rate and concurrency quotas (size quotas always apply).",

@@ -2,5 +2,6 @@
 
 from featureplane.embedded.gateway import GatewayProcess, settings_env
 from featureplane.embedded.redis import EmbeddedRedis, free_port
+from featureplane.embedded.registry_server import RegistryServerProcess
 
-__all__ = ["EmbeddedRedis", "GatewayProcess", "free_port", "settings_env"]
+__all__ = ["EmbeddedRedis", "GatewayProcess", "RegistryServerProcess", "free_port", "settings_env"]
