@@ -1,0 +1,149 @@
+"""Lint of tenant repos: each rule fires on a bad repo (through `featureplane plan`), and the
+sample tenants lint clean."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from featureplane.embedded.redis import EmbeddedRedis
+from featureplane.registry.lint import shadowed
+from featureplane.registry.plan import plan_tenant
+from featureplane.tenancy.catalog import TenantCatalog
+from tests.conftest import make_settings
+from tests.registry.test_plan import Platform, cli
+
+BAD_DEFINITIONS = '''\
+"""One object per lint rule; `tagged` and `kept` are fine."""
+
+from datetime import timedelta
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource
+from feast.types import Float64, Int64
+
+from featureplane.sources import parquet_source
+
+OWNER = "ml@example.com"
+
+anon = Entity(name="anon", join_keys=["anon_id"])  # no description, no owner
+kept = Entity(name="kept", join_keys=["kept_id"], description="Fine.", owner=OWNER)
+
+
+def view(name, **overrides):
+    options = {
+        "entities": [anon],
+        "ttl": timedelta(days=1),
+        "description": f"{name}.",
+        "owner": OWNER,
+        "schema": [
+            Field(name="anon_id", dtype=Int64),
+            Field(name="x", dtype=Float64, description="x."),
+        ],
+        "source": parquet_source(f"{name}_events"),
+    }
+    return FeatureView(name=name, **(options | overrides))
+
+
+nodesc = view("nodesc", description="")
+stranger = view("stranger", owner="someone@elsewhere.com")
+ownerless = view("ownerless", owner="")
+tagged = view("tagged", owner="", tags={"owner": "ML@example.com"})
+forever = view("forever", ttl=timedelta(0))
+undocumented = view(
+    "undocumented", schema=[Field(name="anon_id", dtype=Int64), Field(name="y", dtype=Float64)]
+)
+elsewhere = FileSource(name="outside_events", path="/srv/x.parquet", timestamp_field="ts")
+outside = view("outside", source=elsewhere)
+dup = view("dup")
+bare_service = FeatureService(name="bare_service", features=[tagged])
+'''
+
+BAD_MODULES = {
+    "govbad_definitions.py": BAD_DEFINITIONS,
+    # A second, distinct view under a taken name, in another module.
+    "govbad_more.py": "from govbad_definitions import view\n\ndup = view('dup')\n",
+    # Shadowed by the standard library and by redis-py: Feast never sees these definitions.
+    "types.py": "from feast import Entity\n\nghost = Entity(name='ghost', join_keys=['g'])\n",
+    "redis.py": "GHOST = 1\n",
+}
+
+EXPECTED = {
+    ("module-name", "error", "feature_repo/govbad/redis.py", "redis"),
+    ("module-name", "error", "feature_repo/govbad/types.py", "types"),
+    ("unique-name", "error", "feature_repo/govbad/govbad_more.py", "dup"),
+    ("unique-name", "error", "feature_repo/govbad/govbad_more.py", "dup_events"),  # its source
+    ("description", "error", "feature_repo/govbad/govbad_definitions.py", "anon"),
+    ("description", "error", "feature_repo/govbad/govbad_definitions.py", "nodesc"),
+    ("owner", "error", "feature_repo/govbad/govbad_definitions.py", "stranger"),
+    ("owner", "error", "feature_repo/govbad/govbad_definitions.py", "ownerless"),
+    ("ttl", "error", "feature_repo/govbad/govbad_definitions.py", "forever"),
+    ("feast", "error", "feature_repo/govbad", None),  # Feast's own refusal of the duplicate
+    ("entity-owner", "warning", "feature_repo/govbad/govbad_definitions.py", "anon"),
+    ("feature-doc", "warning", "feature_repo/govbad/govbad_definitions.py", "undocumented"),
+    ("service-doc", "warning", "feature_repo/govbad/govbad_definitions.py", "bare_service"),
+    ("source-path", "warning", "feature_repo/govbad/govbad_definitions.py", "outside_events"),
+}
+
+
+@pytest.fixture(scope="module")
+def platform(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Platform:
+    return Platform(tmp_path_factory.mktemp("lint"), redis_server.url)
+
+
+def test_every_rule_fires_and_names_file_and_object(platform: Platform) -> None:
+    tree = platform.tree("bad", "govbad", BAD_MODULES)
+    proc = cli(tree, "plan", "govbad", "--json")
+    assert proc.returncode == 1
+    assert "lint error(s)" in proc.stderr
+    findings = json.loads(proc.stdout)["lint"]
+    assert {(f["rule"], f["severity"], f["file"], f["name"]) for f in findings} == EXPECTED
+    for f in findings:
+        assert f["file"] in f["message"], f
+        assert f["name"] is None or repr(f["name"]) in f["message"], f
+    (duplicate,) = [f for f in findings if f["name"] == "dup"]
+    assert "govbad_definitions.py (dup)" in duplicate["message"]
+    assert "govbad_more.py (dup)" in duplicate["message"]
+    (shadow,) = [f for f in findings if f["file"].endswith("types.py")]
+    assert "standard library" in shadow["message"]
+    (stranger,) = [f for f in findings if f["name"] == "stranger"]
+    assert "someone@elsewhere.com" in stranger["message"]
+    assert "ml@example.com" in stranger["message"]
+
+
+def test_the_table_shows_lint_and_apply_refuses_lint_errors(platform: Platform) -> None:
+    tree = platform.tree("bad-apply", "govbad", BAD_MODULES)
+    proc = cli(tree, "apply", "govbad", "--allow-breaking", "lint is not waived")
+    assert proc.returncode == 1
+    assert "nothing applied" in proc.stderr
+    assert "[module-name] feature_repo/govbad/types.py" in proc.stdout
+    assert not (tree.settings.data_path / "audit").exists()  # nothing was accepted
+
+
+@pytest.mark.parametrize("tenant", ["fraud", "pricing", "recsys"])
+def test_sample_tenants_lint_clean(tenant: str, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, "redis://127.0.0.1:6379/0")
+    spec = TenantCatalog.load(settings.tenants_path, settings.feature_repo_path).get_tenant(tenant)
+    plan = plan_tenant(settings, spec)
+    assert plan.lint == []
+    assert plan.changes
+    assert {(c.kind, c.classification) for c in plan.changes} == {("added", "safe")}
+
+
+@pytest.mark.parametrize(
+    ("module", "verdict"),
+    [
+        ("types", "the standard library's 'types'"),
+        ("json", "the standard library's 'json'"),
+        ("platform.things", "the standard library's 'platform'"),
+        ("redis", "'redis' of the installed redis"),
+        ("feast", "'feast' of the installed feast"),
+        ("featureplane", "'featureplane' of the installed featureplane"),
+        ("features", None),
+        ("fraud_definitions", None),
+        ("fraud.types", None),  # a package's submodule is imported by its dotted name
+    ],
+)
+def test_shadowed_module_names(module: str, verdict: str | None) -> None:
+    assert shadowed(module) == verdict
