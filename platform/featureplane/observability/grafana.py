@@ -145,7 +145,8 @@ def _numbered(board: builders.Dashboard) -> models.Dashboard:
 
 
 def tenant_sla() -> models.Dashboard:
-    """One tenant against its SLA: latency, availability, budget burn, quotas, data freshness."""
+    """One tenant against its SLA: latency, availability, budget burn, quotas, data freshness
+    and drift."""
     tenant = (
         builders.QueryVariable("tenant")
         .label("Tenant")
@@ -334,6 +335,25 @@ def tenant_sla() -> models.Dashboard:
             width=8,
         )
     )
+
+    board.with_row(builders.Row("Drift from the training reference"))
+    for statistic, title, what in (
+        ("psi", "Drift: PSI", "Population stability index"),
+        ("ks", "Drift: KS", "Two-sample Kolmogorov-Smirnov statistic (numeric features)"),
+    ):
+        panel = _timeseries(
+            title,
+            f"{what} of each feature's latest materialized batch against the training reference "
+            "(`featureplane drift reference`); dashed: its threshold (tenant.yaml drift).",
+            "short",
+            _query(q.drift(statistic, _TENANT), "{{feature_view}}.{{feature}}", "A"),
+            _query(
+                q.drift_threshold(statistic, _TENANT),
+                "{{feature_view}}.{{feature}} threshold",
+                "target",
+            ),
+        )
+        board.with_panel(_with_target_line(panel, "target"))
     return _numbered(board)
 
 

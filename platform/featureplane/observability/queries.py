@@ -226,6 +226,24 @@ def materialization_duration(tenant: str) -> str:
     return f"max by (feature_view) ({series})"
 
 
+# -- data: drift from the training reference -------------------------------------------------
+
+
+def drift(statistic: str, tenant: str) -> str:
+    """The latest scored batch's ``psi`` or ``ks`` per feature."""
+    series = f"featureplane_feature_drift_{statistic}{selector(tenant)}"
+    return f"max by (tenant, feature_view, feature) ({series})"
+
+
+def drift_threshold(statistic: str, tenant: str) -> str:
+    series = f"featureplane_drift_threshold{selector(tenant, label_is('statistic', statistic))}"
+    return f"max by (tenant, feature_view, feature) ({series})"
+
+
+def drift_breach(statistic: str, tenant: str) -> str:
+    return f"{drift(statistic, tenant)} > {drift_threshold(statistic, tenant)}"
+
+
 # -- the online store and the registry -------------------------------------------------------
 
 

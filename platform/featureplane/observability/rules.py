@@ -198,8 +198,37 @@ def _platform_group() -> dict[str, Any]:
                 "runbook_url": _runbook(store),
             },
         },
+        *_drift_alerts(),
     ]
     return {"name": "featureplane.platform.alerts", "rules": rules}
+
+
+def _drift_alerts() -> list[dict[str, Any]]:
+    """A feature whose latest batch scores over its tenant.yaml threshold. The score changes
+    only when a batch is materialized; ``for`` still keeps a threshold edit or a reference being
+    retaken from paging on a single evaluation."""
+    drift = "FeatureplaneFeatureDrift"
+    statistics = {
+        "psi": "population stability index",
+        "ks": "two-sample Kolmogorov-Smirnov statistic",
+    }
+    return [
+        {
+            "alert": drift,
+            "expr": q.drift_breach(statistic, q.ALL_TENANTS),
+            "for": "15m",
+            "labels": {"severity": "ticket", "statistic": statistic},
+            "annotations": {
+                "summary": "{{ $labels.tenant }}/{{ $labels.feature_view }}.{{ $labels.feature }} "
+                "has drifted from its training reference.",
+                "description": f"The latest materialized batch's {name} is "
+                '{{ $value | printf "%.3f" }}, over tenant {{ $labels.tenant }}\'s '
+                f"drift.{statistic} threshold.",
+                "runbook_url": _runbook(drift),
+            },
+        }
+        for statistic, name in statistics.items()
+    ]
 
 
 def rule_groups(catalog: TenantCatalog) -> dict[str, Any]:
