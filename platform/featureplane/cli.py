@@ -33,6 +33,10 @@ dashboards_app = typer.Typer(
     help="Grafana dashboards and Prometheus rules, generated from tenants/.", no_args_is_help=True
 )
 app.add_typer(dashboards_app, name="dashboards")
+drift_app = typer.Typer(
+    help="Drift of materialized data from a training reference.", no_args_is_help=True
+)
+app.add_typer(drift_app, name="drift")
 console = Console()
 err = Console(stderr=True)
 
@@ -168,12 +172,45 @@ def tenants_revoke_token(token_id: str) -> None:
 
 
 @tenants_app.command("env")
-def tenants_env(tenant: str) -> None:
+def tenants_env(
+    tenant: str,
+    registry_server: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST:PORT",
+            help="For TENANT's CI: go through this registry server with the tenant's token "
+            "(docs/ownership.md) instead of the database.",
+        ),
+    ] = None,
+    gateway: Annotated[
+        str | None, typer.Option(help="With --registry-server: the gateway URL.")
+    ] = None,
+    tls_cert: Annotated[
+        str | None, typer.Option(help="With --registry-server: its CA certificate (TLS).")
+    ] = None,
+) -> None:
     """Print the exports that let plain `feast` commands run in TENANT's repo."""
     from featureplane.registry.feast_config import feast_env, template_path
 
+    if registry_server is None and (gateway is not None or tls_cert is not None):
+        raise typer.BadParameter("--gateway and --tls-cert go with --registry-server")
     settings = _settings()
     spec = _catalog(settings).get_tenant(tenant)
+    if registry_server is not None:
+        from featureplane.registry.client_config import TOKEN_VARIABLE, render_remote_feature_store
+
+        url = gateway or f"http://{settings.gateway_host}:{settings.gateway_port}"
+        yaml_text = render_remote_feature_store(
+            spec.feast_project, registry_server, url, tls_cert=tls_cert
+        )
+        print(f"# {spec.name}'s CI: `feast plan`/`feast apply` through {registry_server}.")
+        print(f"# {TOKEN_VARIABLE} must hold a token of {spec.name} (a CI secret).")
+        print(f"export FEATUREPLANE_PROJECT={spec.feast_project!r}")
+        print(f"export FEATUREPLANE_DATA_DIR={str(settings.data_path)!r}")
+        print(f"cat > featureplane-ci.yaml <<'EOF'\n{yaml_text}EOF")
+        print('export FEAST_FS_YAML_FILE_PATH="$PWD/featureplane-ci.yaml"')
+        print(f"# then: cd feature_repo/{spec.name} && feast plan")
+        return
     for key, value in feast_env(settings, spec.feast_project).items():
         print(f"export {key}={value!r}")
     print(f"export FEAST_FS_YAML_FILE_PATH={str(template_path(settings))!r}")
@@ -207,16 +244,66 @@ def dashboards_generate(
 # -- registry and data ------------------------------------------------------------------------
 
 
+AllowBreaking = Annotated[
+    str | None,
+    typer.Option(
+        "--allow-breaking",
+        metavar="REASON",
+        help="Accept breaking changes; the reason goes to <data dir>/audit/<tenant>.jsonl.",
+    ),
+]
+
+
+@app.command()
+def plan(
+    tenant: str,
+    json_: Annotated[
+        bool, typer.Option("--json", help="One JSON document on stdout (see docs/ci.md).")
+    ] = False,
+    allow_breaking: AllowBreaking = None,
+) -> None:
+    """Lint TENANT's repo and classify Feast's plan for its project (safe / breaking). Exits 1
+    on lint errors, and on breaking changes unless --allow-breaking gives a reason."""
+    from featureplane.errors import PlanError
+    from featureplane.registry.gate import record_acceptance, run_gate
+    from featureplane.registry.report import print_report, report_json
+
+    settings = _settings()
+    spec = _catalog(settings).get_tenant(tenant)
+    result = record_acceptance(settings, run_gate(settings, spec, allow_breaking), "plan")
+    if json_:
+        print(report_json(result))
+    else:
+        print_report(console, result)
+    if not result.passed:
+        raise PlanError(f"plan of tenant {spec.name!r} refused: {'; '.join(result.refusals)}")
+
+
 @app.command()
 def apply(
     tenant: Annotated[str | None, typer.Argument()] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every tenant.")] = False,
+    allow_breaking: AllowBreaking = None,
 ) -> None:
-    """`feast apply` TENANT's definitions into its project of the shared registry."""
+    """The `plan` gate, then `feast apply` of TENANT's definitions into its project of the
+    shared registry. Nothing is applied unless every named tenant passes the gate."""
+    from featureplane.errors import PlanError
     from featureplane.registry.apply import apply_tenant
+    from featureplane.registry.gate import record_acceptance, run_gate
+    from featureplane.registry.report import print_report
 
     settings = _settings()
     specs = _select(_catalog(settings), tenant, all_)
+    gates = [run_gate(settings, spec, allow_breaking) for spec in specs]
+    for gate in gates:
+        print_report(console, gate)
+    refused = [f"{g.plan.tenant}: {'; '.join(g.refusals)}" for g in gates if not g.passed]
+    if refused:
+        raise PlanError(f"apply refused, nothing applied: {' | '.join(refused)}")
+    for gate in gates:
+        audit_file = record_acceptance(settings, gate, "apply").audit_file
+        if audit_file is not None:
+            console.print(f"breaking changes of {gate.plan.tenant} accepted: see {audit_file}")
     with _progress() as progress:
         task = progress.add_task("apply", total=len(specs))
         for spec in specs:
@@ -238,13 +325,16 @@ def materialize(
     ] = None,
     end: Annotated[str | None, typer.Option(help="ISO 8601 end (default: now).")] = None,
 ) -> None:
-    """Ingest landed batches into offline Parquet and materialize them into the online store."""
+    """Check landed batches (quality gate), ingest them into offline Parquet and materialize
+    them into the online store. Exits 1 when a batch failed a strict suite (quarantined)."""
+    from featureplane.errors import QualityError
     from featureplane.materialize.runner import materialize_tenant
 
     settings = _settings()
     settings.require_redis_url()
     specs = _select(_catalog(settings), tenant, all_)
     start_at, end_at = _parse_time(start, "--start"), _parse_time(end, "--end")
+    refused: list[str] = []
     with _progress() as progress:
         task = progress.add_task("materialize", total=len(specs))
         for spec in specs:
@@ -252,13 +342,69 @@ def materialize(
             def say(msg: str, name: str = spec.name) -> None:
                 progress.update(task, description=f"{name}: {msg}")
 
-            report = materialize_tenant(settings, spec, start_at, end_at, progress=say)
+            try:
+                report = materialize_tenant(settings, spec, start_at, end_at, progress=say)
+            except QualityError as exc:  # the good batches went through: go on to the next tenant
+                report = exc.report
+                refused.append(str(exc))
+            except FeatureplaneError as exc:  # stop, but keep naming what was quarantined
+                raise FeatureplaneError("\n".join([*refused, str(exc)])) from exc
             rows = sum(i.rows for i in report.ingested.values())
             progress.console.print(
                 f"[green]materialized[/] {spec.name}: {rows} new offline rows, "
                 f"{len(report.views)} feature views online ({report.seconds:.1f} s)"
             )
+            for verdict in report.quality:
+                if verdict.outcome != "passed":
+                    colour = "red" if verdict.outcome == "quarantined" else "yellow"
+                    progress.console.print(
+                        f"[{colour}]{verdict.outcome}[/] {spec.name}/{verdict.source}/"
+                        f"{verdict.batch}: report {verdict.report}",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
+            for drifted in (s for s in report.drift if s.drifted):
+                ks = "" if drifted.ks is None else f", KS {drifted.ks:.3f} / {drifted.ks_limit:g}"
+                progress.console.print(
+                    f"[yellow]drift[/] {spec.name}/{drifted.feature_view}.{drifted.feature} in "
+                    f"{drifted.batch}: PSI {drifted.psi:.3f} / {drifted.psi_limit:g}{ks} "
+                    "(score / threshold)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
             progress.advance(task)
+    if refused:
+        raise FeatureplaneError("\n".join(refused))
+
+
+@drift_app.command("reference")
+def drift_reference(
+    tenant: str,
+    start: Annotated[
+        str | None, typer.Option(help="ISO 8601: only events from here (default: all).")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="ISO 8601: only events before this.")] = None,
+) -> None:
+    """Summarize TENANT's offline data (what its models train on) as the reference later
+    batches are scored against; stored in Redis, replacing the previous reference."""
+    import redis
+
+    from featureplane.materialize.drift import reference_key, save_reference, take_reference
+
+    settings = _settings()
+    spec = _catalog(settings).get_tenant(tenant)
+    reference = take_reference(
+        settings, spec, _parse_time(start, "--start"), _parse_time(end, "--end")
+    )
+    with redis.Redis.from_url(settings.require_redis_url()) as client:
+        save_reference(client, reference)
+    table = Table("feature view", "source", "rows", "feature", "kind", "bins")
+    for name, view in reference.views.items():
+        for feature, summary in view.features.items():
+            bins = len(summary.shares) - 1  # the last one counts missing values
+            table.add_row(name, view.source, str(view.rows), feature, summary.kind, str(bins))
+    console.print(table)
+    console.print(f"[green]stored[/] {reference_key(spec.name)}")
 
 
 @app.command()
@@ -290,6 +436,40 @@ def serve(
         loop="uvloop",
         http="httptools",
         log_level="info",
+    )
+
+
+@app.command("registry-server")
+def registry_server_command(
+    host: Annotated[
+        str | None, typer.Option(help="Default FEATUREPLANE_REGISTRY_SERVER_HOST.")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Default FEATUREPLANE_REGISTRY_SERVER_PORT.")
+    ] = None,
+    tls_key: Annotated[str | None, typer.Option(help="PEM private key: serve TLS.")] = None,
+    tls_cert: Annotated[str | None, typer.Option(help="PEM certificate chain for TLS.")] = None,
+) -> None:
+    """Feast's gRPC registry server over the shared registry: tenants' CI runs plain `feast
+    apply` through it with their tokens, each confined to its own project (docs/ownership.md)."""
+    import logging
+    from pathlib import Path
+
+    try:
+        from featureplane.registry.server import TlsFiles, serve
+    except ImportError as exc:  # grpcio is Feast's optional `grpcio` extra
+        raise FeatureplaneError(f"the registry server needs feast[grpcio]: {exc}") from exc
+
+    if (tls_key is None) != (tls_cert is None):
+        raise typer.BadParameter("give both --tls-key and --tls-cert, or neither")
+    settings = _settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    tls = None if tls_key is None else TlsFiles(Path(tls_key), Path(tls_cert or ""))
+    serve(
+        settings,
+        host or settings.registry_server_host,
+        port if port is not None else settings.registry_server_port,
+        tls,
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
+import pyarrow.compute as pc
 import redis
 from rich.console import Console
 from rich.table import Table
@@ -31,6 +32,7 @@ from featureplane.embedded.gateway import GatewayProcess
 from featureplane.embedded.redis import EmbeddedRedis, free_port
 from featureplane.errors import FeatureplaneError
 from featureplane.gateway.catalog import ServingCatalog
+from featureplane.materialize.drift import save_reference, take_reference
 from featureplane.materialize.runner import materialize_tenant
 from featureplane.registry.apply import apply_tenant
 from featureplane.registry.feast_config import close_registry, open_registry
@@ -76,20 +78,48 @@ def deploy_samples(
     now: datetime,
     say: Callable[[str], None] = lambda _msg: None,
 ) -> SampleDeployment:
-    """Land each tenant's sample batch, apply its definitions, materialize, issue a token."""
+    """Land each tenant's sample batch, apply its definitions, materialize, issue a token.
+
+    A sample lands in two halves split at its median event time, so drift has a reference and
+    a batch scored against it: the older half is materialized and taken as the drift reference,
+    then the newer half is materialized and scored. What is served is the same as if the sample
+    had landed at once (the newest row per entity wins either way).
+    """
     tables: dict[str, dict[str, pa.Table]] = {}
     for spec in catalog.values():
         tables[spec.name] = generate(settings, spec, rows, now)
-        land(settings, spec, tables[spec.name])
+        halves = {name: _halves(t, spec.drift.min_rows) for name, t in tables[spec.name].items()}
+        land(settings, spec, {name: older for name, (older, _) in halves.items()})
         result = apply_tenant(settings, spec)
         say(f"[green]applied[/] {spec.name} ({result.seconds:.1f} s)")
-        report = materialize_tenant(settings, spec)
-        ingested = sum(i.rows for i in report.ingested.values())
-        say(f"[green]materialized[/] {spec.name}: {ingested} rows ({report.seconds:.1f} s)")
+        reports = [materialize_tenant(settings, spec)]
+        with redis.Redis.from_url(settings.require_redis_url()) as client:
+            save_reference(client, take_reference(settings, spec))
+        newer = {name: half for name, (_, half) in halves.items() if half is not None}
+        if newer:
+            land(settings, spec, newer)
+            reports.append(materialize_tenant(settings, spec))
+        ingested = sum(i.rows for r in reports for i in r.ingested.values())
+        scored = [score for r in reports for score in r.drift]
+        say(
+            f"[green]materialized[/] {spec.name}: {ingested} rows "
+            f"({sum(r.seconds for r in reports):.1f} s); drift of the newer half against the "
+            f"older: {sum(s.drifted for s in scored)} of {len(scored)} features over threshold"
+        )
     with redis.Redis.from_url(settings.require_redis_url()) as client:
         creds = CredentialStore(client, settings.pepper)
         tokens = {name: creds.issue(name).token for name in catalog}
     return SampleDeployment(tables, tokens)
+
+
+def _halves(table: pa.Table, min_rows: int) -> tuple[pa.Table, pa.Table | None]:
+    """Older and newer half by event time; all of it at once when a half would be too small
+    to score (``drift.min_rows``)."""
+    if "event_timestamp" not in table.column_names or table.num_rows < 2 * min_rows:
+        return table, None
+    order = pc.sort_indices(table, [("event_timestamp", "ascending")])
+    half = table.num_rows // 2
+    return table.take(order[:half]), table.take(order[half:])
 
 
 def sample_requests(

@@ -4,10 +4,13 @@
 
     FeatureplaneError                 anything featureplane raises on purpose
     ├── ConfigError                   settings or feature_store.yaml template unusable
+    │   └── SuiteError                an expectation suite file is invalid (names file and entry)
     ├── TenantSpecError               a tenant.yaml is invalid (names the file and field)
     ├── RegistryError                 the Feast registry cannot be read or written
-    │   └── ApplyError                `feast apply` for a tenant failed
+    │   ├── ApplyError                `feast apply` for a tenant failed
+    │   └── PlanError                 a tenant's plan cannot be computed, or its gate refused it
     ├── MaterializationError          a materialization run failed
+    │   └── QualityError              batches failed a strict suite (quarantined); the rest went in
     └── GatewayError                  answered to an HTTP client with ``status_code``
         ├── AuthenticationError       401: no or unknown bearer token
         ├── PermissionDeniedError     403: the tenant may not read that object
@@ -24,6 +27,10 @@ Every ``GatewayError`` renders as ``{"error": {"code": ..., "message": ...}}``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from featureplane.materialize.runner import MaterializeReport
 
 
 class FeatureplaneError(Exception):
@@ -32,6 +39,15 @@ class FeatureplaneError(Exception):
 
 class ConfigError(FeatureplaneError):
     """Settings or the shared feature_store.yaml template are unusable."""
+
+
+class SuiteError(ConfigError):
+    """An expectation suite file is invalid; ``problems`` lists ``(entry, message)`` pairs."""
+
+    def __init__(self, path: Path, problems: list[tuple[str, str]]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(f"{path}: {entry}: {message}" for entry, message in problems))
 
 
 class TenantSpecError(FeatureplaneError):
@@ -52,8 +68,21 @@ class ApplyError(RegistryError):
     """`feast apply` failed for a tenant."""
 
 
+class PlanError(RegistryError):
+    """A tenant's plan could not be computed (its repo does not parse), or its gate refused it."""
+
+
 class MaterializationError(FeatureplaneError):
     """A materialization run failed."""
+
+
+class QualityError(MaterializationError):
+    """Batches failed a strict expectation suite and were quarantined; the run's other batches
+    went through. ``report`` is the run's report (``report.quality`` has every verdict)."""
+
+    def __init__(self, message: str, report: MaterializeReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class GatewayError(FeatureplaneError):

@@ -1,8 +1,12 @@
 """A tenant's materialization run: landing -> offline Parquet -> online Redis.
 
-1. Ingest: every batch waiting in ``landing/<project>/<source>/`` becomes an atomic,
-   content-addressed part of the offline store (``offline/<project>/<source>/``) — the folder
-   the Feast FileSource reads — and moves to ``archive/``.
+1. Ingest: every batch waiting in ``landing/<project>/<source>/`` is checked by the quality
+   gate (:mod:`.quality`) and, unless quarantined, becomes an atomic, content-addressed part of
+   the offline store (``offline/<project>/<source>/``) — the folder the Feast FileSource reads —
+   and moves to ``archive/``. A quarantined batch never reaches the offline store, so nothing of
+   it is ever materialized or served; the run fails (:class:`QualityError`) after the rest.
+   Each accepted batch is scored for drift against the tenant's training reference
+   (:mod:`.drift`), when one was taken; the latest scores go beside the run records.
 2. Online: Feast materializes each feature view over its window. Incremental by default: from
    the end of the last run (or the earliest event of a newly ingested batch, if older; or the
    earliest offline event on the first run — Feast's own first incremental run would only load
@@ -24,8 +28,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import redis
 
-from featureplane.errors import MaterializationError
+from featureplane.errors import MaterializationError, QualityError
+from featureplane.materialize.drift import DriftMonitor, DriftScore
 from featureplane.materialize.parquet import read_parts, write_part
+from featureplane.materialize.quality import QualityGate, Verdict
 from featureplane.observability import runs
 from featureplane.registry.feast_config import feature_store
 from featureplane.settings import Settings
@@ -59,6 +65,8 @@ class MaterializeReport:
     ingested: dict[str, SourceIngest] = field(default_factory=dict)
     views: list[ViewRun] = field(default_factory=list)
     seconds: float = 0.0
+    quality: list[Verdict] = field(default_factory=list)  # one per checked batch
+    drift: list[DriftScore] = field(default_factory=list)  # per accepted batch and feature
 
 
 Progress = Callable[[str], None]
@@ -69,7 +77,13 @@ def _utc(ts: datetime) -> datetime:
 
 
 def _ingest_source(
-    settings: Settings, project: str, source: str, path: Path, ts_field: str
+    settings: Settings,
+    project: str,
+    source: str,
+    path: Path,
+    ts_field: str,
+    gate: QualityGate,
+    drift: DriftMonitor,
 ) -> SourceIngest:
     result = SourceIngest(source)
     landing = landing_dir(settings.data_path, project, source)
@@ -80,7 +94,10 @@ def _ingest_source(
         table = pq.read_table(batch)
         if ts_field not in table.column_names:
             raise MaterializationError(f"{batch}: no timestamp column {ts_field!r}")
+        if not gate.admit(source, batch, table):
+            continue  # quarantined with its report: no offline part, so never materialized
         write_part(table, path)
+        drift.observe(source, batch.name, table)
         archive.mkdir(parents=True, exist_ok=True)
         shutil.move(batch, archive / batch.name)
         result.batches += 1
@@ -171,14 +188,24 @@ def materialize_tenant(
             f"project {spec.feast_project!r} has no online feature views: "
             f"run `featureplane apply {spec.name}` first"
         )
+    # Suites are read and built before anything is written: a malformed one stops the run here.
+    gate = QualityGate.load(settings, spec, store.list_feature_views())
+    drift = DriftMonitor.load(settings, spec, views)
     for fv in views:
         source = fv.batch_source
         if source.name not in report.ingested:
             say(f"ingest {source.name}")
             report.ingested[source.name] = _ingest_source(
-                settings, spec.feast_project, source.name, Path(source.path), source.timestamp_field
+                settings,
+                spec.feast_project,
+                source.name,
+                Path(source.path),
+                source.timestamp_field,
+                gate,
+                drift,
             )
     with redis.Redis.from_url(settings.require_redis_url()) as control:
+        drift.record(control)  # the batches are offline already, whatever happens online
         for fv in views:
             source = fv.batch_source
             window = _window(fv, report.ingested[source.name], Path(source.path), start, end)
@@ -199,4 +226,8 @@ def materialize_tenant(
             runs.record_success(control, spec.name, fv.name, rows, seconds, newest)
             report.views.append(ViewRun(fv.name, *window, seconds, rows))
     report.seconds = time.perf_counter() - began
+    report.quality = gate.verdicts
+    report.drift = drift.scores
+    if gate.quarantined:
+        raise QualityError(gate.refusal(), report)
     return report

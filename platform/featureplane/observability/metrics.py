@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from prometheus_client import (
@@ -32,7 +33,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from featureplane.observability.runs import TenantRuns
-from featureplane.tenancy.spec import TenantSpec
+from featureplane.tenancy.spec import DriftStatistic, TenantSpec
 
 # From 0.25 ms: the gateway's p50 is well under a millisecond; Feast's smallest bucket is 5 ms.
 LATENCY_BUCKETS = (
@@ -141,24 +142,27 @@ class BufferedHistogram:
 
 
 _BUFFERS: dict[tuple[int, tuple[str, ...]], BufferedCounter | BufferedHistogram] = {}
+_Buffer = TypeVar("_Buffer", BufferedCounter, BufferedHistogram)
+
+
+def _buffer(
+    kind: type[_Buffer], metric: Counter | Gauge | Histogram, labels: tuple[str, ...]
+) -> _Buffer:
+    key = (id(metric), labels)
+    buffer = _BUFFERS.get(key)
+    if buffer is None:
+        buffer = _BUFFERS[key] = kind(metric.labels(*labels))  # type: ignore[arg-type]
+    return cast(_Buffer, buffer)
 
 
 def buffered_counter(metric: Counter | Gauge, *labels: str) -> BufferedCounter:
-    key = (id(metric), labels)
-    buffer = _BUFFERS.get(key)
-    if buffer is None:
-        buffer = _BUFFERS[key] = BufferedCounter(metric.labels(*labels))
-    assert isinstance(buffer, BufferedCounter)
-    return buffer
+    """The buffered child of a counter (or of the in-flight gauge) for these labels."""
+    return _buffer(BufferedCounter, metric, labels)
 
 
 def buffered_histogram(metric: Histogram, *labels: str) -> BufferedHistogram:
-    key = (id(metric), labels)
-    buffer = _BUFFERS.get(key)
-    if buffer is None:
-        buffer = _BUFFERS[key] = BufferedHistogram(metric.labels(*labels))
-    assert isinstance(buffer, BufferedHistogram)
-    return buffer
+    """The buffered child of a histogram for these labels."""
+    return _buffer(BufferedHistogram, metric, labels)
 
 
 def flush() -> None:
@@ -221,6 +225,12 @@ def scrape_families(snap: ScrapeSnapshot) -> list[Metric]:
         "Offline rows in the windows materialized online.",
         labels=["tenant", "feature_view"],
     )
+    quality_failures = CounterMetricFamily(
+        "featureplane_quality_failures",
+        "Landed batches that failed a feature view's expectation suite, by the view's policy "
+        "(strict: quarantined, never served; warn: reported and ingested).",
+        labels=["tenant", "feature_view", "policy"],
+    )
     duration = gauge(
         "featureplane_materialization_duration_seconds",
         "Duration of the latest materialization run.",
@@ -230,6 +240,26 @@ def scrape_families(snap: ScrapeSnapshot) -> list[Metric]:
         "featureplane_materialization_last_success_timestamp_seconds",
         "When the latest successful materialization run ended.",
         ["tenant", "feature_view"],
+    )
+    drift_psi = gauge(
+        "featureplane_feature_drift_psi",
+        "Population stability index of the latest scored batch against the training reference.",
+        ["tenant", "feature_view", "feature"],
+    )
+    drift_ks = gauge(
+        "featureplane_feature_drift_ks",
+        "Two-sample Kolmogorov-Smirnov statistic of the latest scored batch against the "
+        "training reference (numeric features).",
+        ["tenant", "feature_view", "feature"],
+    )
+    drift_threshold = gauge(
+        "featureplane_drift_threshold",
+        "Drift thresholds (tenant.yaml drift) of each scored feature.",
+        ["tenant", "feature_view", "feature", "statistic"],
+    )
+    statistics: tuple[tuple[DriftStatistic, GaugeMetricFamily], ...] = (
+        ("psi", drift_psi),
+        ("ks", drift_ks),
     )
     for spec in snap.tenants:
         sla_latency.add_metric([spec.name], spec.sla.latency_p99_ms / 1000)
@@ -242,11 +272,21 @@ def scrape_families(snap: ScrapeSnapshot) -> list[Metric]:
             runs.add_metric([spec.name, view, "success"], record.success)
             runs.add_metric([spec.name, view, "failure"], record.failure)
             rows.add_metric([spec.name, view], record.rows)
+            # A zero for the view's current policy, so the first failure is an increase.
+            failed = {spec.quality.policy(view): 0, **record.quality_failures}
+            for policy, count in sorted(failed.items()):
+                quality_failures.add_metric([spec.name, view, policy], count)
             duration.add_metric([spec.name, view], record.duration_seconds)
             if record.last_success is not None:
                 last_success.add_metric([spec.name, view], record.last_success)
             if record.newest_event is not None:
                 freshness.add_metric([spec.name, view], max(0.0, snap.now - record.newest_event))
+        for (view, feature), values in snap.runs.get(spec.name, TenantRuns()).drift.items():
+            for statistic, family in statistics:
+                if statistic in values:
+                    family.add_metric([spec.name, view, feature], values[statistic])
+                    limit = spec.drift.limit(view, feature, statistic)
+                    drift_threshold.add_metric([spec.name, view, feature, statistic], limit)
     registry_age = gauge(
         "featureplane_registry_age_seconds", "Age of the registry snapshot being served.", []
     )
@@ -255,7 +295,8 @@ def scrape_families(snap: ScrapeSnapshot) -> list[Metric]:
     store_up.add_metric([], 1.0 if snap.store_up else 0.0)
     families: list[Metric] = [
         freshness, sla_freshness, sla_latency, sla_availability, quota_limit,
-        runs, rows, duration, last_success, registry_age, store_up,
+        runs, rows, quality_failures, duration, last_success, registry_age, store_up,
+        drift_psi, drift_ks, drift_threshold,
     ]  # fmt: skip
     if snap.store_used_memory_bytes is not None:
         memory = gauge(

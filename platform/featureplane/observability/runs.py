@@ -3,7 +3,12 @@
 Materialization runs in short-lived processes (a CLI, a CronJob) that Prometheus never scrapes,
 so each run adds to ``featureplane:runs:{tenant}`` (a hash: ``<view>|<field>``) and every gateway
 exports the totals at scrape time. ``newest_event`` is the newest event time written online for
-the view: freshness is now minus that, computed when Prometheus asks.
+the view: freshness is now minus that, computed when Prometheus asks. Batches that failed the
+view's expectation suite are counted per policy (``<view>|quality_failures_<policy>``).
+
+Drift scores of the latest scored batch against the training reference live apart, in
+``featureplane:drift:{tenant}:latest`` (``<view>|<feature>|<statistic>``): they are the latest
+values, not totals, and taking a new reference drops them (:mod:`featureplane.materialize.drift`).
 """
 
 from __future__ import annotations
@@ -16,10 +21,16 @@ import redis
 import redis.asyncio as aioredis
 
 RUNS_PREFIX = "featureplane:runs:"
+QUALITY_FAILURES = "quality_failures_"
+DRIFT_PREFIX = "featureplane:drift:"
 
 
 def runs_key(tenant: str) -> str:
     return f"{RUNS_PREFIX}{{{tenant}}}"
+
+
+def drift_key(tenant: str) -> str:
+    return f"{DRIFT_PREFIX}{{{tenant}}}:latest"
 
 
 @dataclass
@@ -32,11 +43,14 @@ class ViewRuns:
     duration_seconds: float = 0.0
     last_success: float | None = None
     newest_event: float | None = None
+    quality_failures: dict[str, int] = field(default_factory=dict)  # policy -> failed batches
 
 
 @dataclass
 class TenantRuns:
     views: dict[str, ViewRuns] = field(default_factory=dict)
+    # (view, feature) -> statistic ("psi", "ks") -> the latest scored batch's value
+    drift: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
 
 
 def record_success(
@@ -75,6 +89,26 @@ def record_failure(client: redis.Redis, tenant: str, view: str, seconds: float) 
     pipe.execute()
 
 
+def record_quality_failure(client: redis.Redis, tenant: str, view: str, policy: str) -> None:
+    client.hincrby(runs_key(tenant), f"{view}|{QUALITY_FAILURES}{policy}", 1)
+
+
+def record_drift(
+    client: redis.Redis, tenant: str, scores: Mapping[tuple[str, str, str], float]
+) -> None:
+    """Latest values by (view, feature, statistic); a batch scored later overwrites."""
+    if scores:
+        client.hset(drift_key(tenant), mapping={"|".join(k): v for k, v in scores.items()})
+
+
+def parse_drift(raw: Mapping[bytes, bytes]) -> dict[tuple[str, str], dict[str, float]]:
+    drift: dict[tuple[str, str], dict[str, float]] = {}
+    for name, value in raw.items():
+        view, feature, statistic = name.decode().split("|")
+        drift.setdefault((view, feature), {})[statistic] = float(value)
+    return drift
+
+
 def parse(raw: Mapping[bytes, bytes]) -> TenantRuns:
     runs = TenantRuns()
     for name, value in raw.items():
@@ -85,6 +119,8 @@ def parse(raw: Mapping[bytes, bytes]) -> TenantRuns:
             setattr(record, attr, int(number))
         elif attr in ("duration_seconds", "last_success", "newest_event"):
             setattr(record, attr, number)
+        elif attr.startswith(QUALITY_FAILURES):
+            record.quality_failures[attr.removeprefix(QUALITY_FAILURES)] = int(number)
     return runs
 
 
@@ -93,5 +129,10 @@ async def read_all(client: aioredis.Redis, tenants: Iterable[str]) -> dict[str, 
     async with client.pipeline(transaction=False) as pipe:
         for tenant in names:
             pipe.hgetall(runs_key(tenant))
+            pipe.hgetall(drift_key(tenant))
         replies = await pipe.execute()
-    return {tenant: parse(reply) for tenant, reply in zip(names, replies, strict=True)}
+    recorded: dict[str, TenantRuns] = {}
+    for tenant, reply, drift in zip(names, replies[::2], replies[1::2], strict=True):
+        recorded[tenant] = parse(reply)
+        recorded[tenant].drift = parse_drift(drift)
+    return recorded

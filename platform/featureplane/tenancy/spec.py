@@ -6,7 +6,8 @@ One pydantic model tree; its JSON schema is generated into ``tenants/tenant.sche
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -15,9 +16,13 @@ TENANT_NAME_PATTERN = r"^[a-z][a-z0-9]{1,30}$"
 # Feast project names: letters, digits and underscores, starting with a letter.
 PROJECT_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
+_OBJECT_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 Quantity = Annotated[str, Field(pattern=_QUANTITY, examples=["500m", "2", "4Gi"])]
-ObjectName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+ObjectName = Annotated[str, Field(pattern=_OBJECT_NAME)]
+# What a batch failing a feature view's expectation suite does: strict quarantines it (nothing
+# of it is written or served), warn records the report and lets it through.
+QualityPolicy = Literal["strict", "warn"]
 
 
 class _Strict(BaseModel):
@@ -86,6 +91,82 @@ class Grant(_Strict):
         return self
 
 
+class Quality(BaseModel):
+    """Ingestion policy per feature view when a batch fails its expectation suite
+    (``feature_repo/<tenant>/expectations/``): ``strict`` quarantines the batch, ``warn``
+    records the report and ingests it. ``default`` covers the views not listed."""
+
+    model_config = ConfigDict(
+        extra="allow", frozen=True, json_schema_extra={"propertyNames": {"pattern": _OBJECT_NAME}}
+    )
+    # Every other key is a feature view name; its value, that view's policy.
+    __pydantic_extra__: dict[str, QualityPolicy] = Field(init=False)
+
+    default: QualityPolicy = Field(
+        default="warn",
+        description="Policy of the feature views not listed (and of a view named `default`).",
+    )
+
+    @model_validator(mode="after")
+    def _keys_are_view_names(self) -> Quality:
+        for name in self.views:
+            if not re.match(_OBJECT_NAME, name):
+                raise ValueError(f"{name!r} is not a feature view name")
+        return self
+
+    @property
+    def views(self) -> dict[str, QualityPolicy]:
+        """The per-view overrides."""
+        return dict(self.model_extra or {})
+
+    def policy(self, feature_view: str) -> QualityPolicy:
+        return self.views.get(feature_view, self.default)
+
+
+DriftStatistic = Literal["psi", "ks"]
+FeatureName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class DriftLimits(_Strict):
+    """One feature's thresholds; an unset one is the tenant's."""
+
+    psi: float | None = Field(default=None, gt=0)
+    ks: float | None = Field(default=None, gt=0, le=1)
+
+
+class Drift(_Strict):
+    """How far a materialized batch may drift from the training reference
+    (`featureplane drift reference`) before the feature counts as drifted."""
+
+    psi: float = Field(
+        default=0.2,
+        gt=0,
+        description="Population stability index above which a feature has drifted "
+        "(0.1: moderate, 0.2: significant shift).",
+    )
+    ks: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="Two-sample Kolmogorov-Smirnov statistic above which a numeric feature "
+        "has drifted.",
+    )
+    min_rows: int = Field(
+        default=100,
+        ge=1,
+        description="Batches with fewer rows are not scored: a few rows' PSI is noise.",
+    )
+    features: dict[FeatureName, DriftLimits] = Field(
+        default_factory=dict,
+        description="Per feature, as `<feature view>.<feature>`: thresholds of its own.",
+    )
+
+    def limit(self, feature_view: str, feature: str, statistic: DriftStatistic) -> float:
+        own = self.features.get(f"{feature_view}.{feature}")
+        value = getattr(own, statistic) if own is not None else None
+        return float(value if value is not None else getattr(self, statistic))
+
+
 class TenantSpec(_Strict):
     """One tenant: ``tenants/<name>/tenant.yaml``."""
 
@@ -102,6 +183,8 @@ class TenantSpec(_Strict):
     quotas: Quotas = Quotas()
     kubernetes: Kubernetes = Kubernetes()
     sharing: list[Grant] = Field(default_factory=list)
+    quality: Quality = Quality()
+    drift: Drift = Drift()
 
     @property
     def feast_project(self) -> str:
