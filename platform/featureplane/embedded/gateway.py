@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Self
 
 import httpx
 
 from featureplane.embedded.process import LocalServer
-from featureplane.errors import FeatureplaneError
 from featureplane.settings import Settings
 
 
@@ -46,24 +43,13 @@ class GatewayProcess(LocalServer):
         self._env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the gateway owns it, never Feast's
 
     def start(self, timeout: float = 60.0) -> Self:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "featureplane.cli", "serve", "--port", str(self.port)]
         cmd += ["--workers", str(self.workers)]
-        with self.log.open("ab") as log:
-            self._proc = subprocess.Popen(cmd, env=self._env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc.poll() is not None:
-                tail = self.log.read_text(errors="replace")[-3000:]
-                raise FeatureplaneError(f"the gateway exited during start-up ({self.log}):\n{tail}")
+
+        def ready() -> bool:
             try:
-                if httpx.get(f"{self.base}/ready", timeout=1).status_code == 200:
-                    return self
+                return httpx.get(f"{self.base}/ready", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise FeatureplaneError(
-                    f"the gateway was not ready within {timeout:.0f} s ({self.log})"
-                )
-            time.sleep(0.1)
+                return False
+
+        return self._spawn("gateway", cmd, self._env, self.log, ready, timeout)

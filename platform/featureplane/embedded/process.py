@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+from featureplane.errors import FeatureplaneError
 
 
 class LocalServer:
@@ -19,6 +24,32 @@ class LocalServer:
 
     def start(self) -> Self:
         raise NotImplementedError
+
+    def _spawn(
+        self,
+        name: str,
+        cmd: list[str],
+        env: Mapping[str, str],
+        log: Path,
+        ready: Callable[[], bool],
+        timeout: float,
+    ) -> Self:
+        """Start ``cmd`` with its output in ``log`` and poll ``ready`` until it says yes; a
+        process that exits or is not ready in time is an error quoting the log's tail."""
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            self._proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc.poll() is not None:
+                tail = log.read_text(errors="replace")[-3000:]
+                raise FeatureplaneError(f"the {name} exited during start-up ({log}):\n{tail}")
+            if ready():
+                return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise FeatureplaneError(f"the {name} was not ready within {timeout:.0f} s ({log})")
+            time.sleep(0.1)
 
     def _cleanup(self) -> None:
         """Release what :meth:`start` created beside the process (temp dirs); optional."""

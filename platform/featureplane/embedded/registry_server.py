@@ -5,15 +5,12 @@ for the tests and local trials; ready once its gRPC health service answers SERVI
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Self
 
 from featureplane.embedded.gateway import settings_env
 from featureplane.embedded.process import LocalServer
-from featureplane.errors import FeatureplaneError
 from featureplane.settings import Settings
 
 
@@ -36,7 +33,6 @@ class RegistryServerProcess(LocalServer):
         import grpc  # type: ignore[import-untyped]  # no stubs pinned
         from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
-        self.log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "featureplane.cli", "registry-server"]
         cmd += ["--host", "127.0.0.1", "--port", str(self.port)]
         if self.tls is not None:
@@ -45,26 +41,14 @@ class RegistryServerProcess(LocalServer):
             channel = grpc.secure_channel(self.address, trust)
         else:
             channel = grpc.insecure_channel(self.address)
-        with self.log.open("ab") as log:
-            self._proc = subprocess.Popen(cmd, env=self._env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
         with channel:
             probe = health_pb2_grpc.HealthStub(channel)
-            while True:
-                if self._proc.poll() is not None:
-                    tail = self.log.read_text(errors="replace")[-3000:]
-                    raise FeatureplaneError(
-                        f"the registry server exited during start-up ({self.log}):\n{tail}"
-                    )
+
+            def ready() -> bool:
                 try:
                     reply = probe.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return self
                 except grpc.RpcError:
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise FeatureplaneError(
-                        f"the registry server was not ready within {timeout:.0f} s ({self.log})"
-                    )
-                time.sleep(0.1)
+                    return False
+                return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+            return self._spawn("registry server", cmd, self._env, self.log, ready, timeout)
