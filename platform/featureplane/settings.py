@@ -78,6 +78,10 @@ class Settings(BaseSettings):
         default=None,
         description="prometheus_client multi-process directory. Unset: <data_dir>/metrics.",
     )
+    cost_prices: Path | None = Field(
+        default=None,
+        description="Price model YAML of `featureplane cost report`. Unset: illustrative defaults.",
+    )
 
     @model_validator(mode="after")
     def _secrets_outside_development(self) -> Settings:

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from featureplane.gateway.state import StateDep
-from featureplane.observability import runs
+from featureplane.observability import cost, runs
 from featureplane.observability.metrics import (
     ScrapeSnapshot,
     exposition,
@@ -57,8 +57,21 @@ async def metrics(state: StateDep) -> Response:
         store_up, used = True, float(memory["used_memory"])
     except (RedisError, OSError):
         recorded, store_up, used = {}, False, None
+    settings = state.settings
+    sampler, prices = cost.for_gateway(settings.require_redis_url(), settings.cost_prices)
+    online = None
+    if store_up and settings.redis_type == "redis":  # one SCAN cannot see a whole cluster
+        online = await sampler.get(tenants)  # cached, recomputed in a thread every 60 s
     flush()  # this worker's buffered updates; the others flush every FLUSH_SECONDS
-    snapshot = ScrapeSnapshot(tenants, recorded, time.time() - catalog.loaded_at, store_up, used)
+    snapshot = ScrapeSnapshot(
+        tenants,
+        recorded,
+        time.time() - catalog.loaded_at,
+        store_up,
+        used,
+        online_bytes=online,
+        prices=prices,
+    )
     # Merging the workers' files takes milliseconds: off the event loop, so requests do not wait.
     body = await asyncio.to_thread(exposition, scrape_families(snapshot))
     return Response(body, media_type=CONTENT_TYPE_LATEST)

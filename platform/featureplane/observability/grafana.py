@@ -145,8 +145,8 @@ def _numbered(board: builders.Dashboard) -> models.Dashboard:
 
 
 def tenant_sla() -> models.Dashboard:
-    """One tenant against its SLA: latency, availability, budget burn, quotas, data freshness
-    and drift."""
+    """One tenant against its SLA: latency, availability, budget burn, quotas, data freshness,
+    drift and cost."""
     tenant = (
         builders.QueryVariable("tenant")
         .label("Tenant")
@@ -354,6 +354,26 @@ def tenant_sla() -> models.Dashboard:
             ),
         )
         board.with_panel(_with_target_line(panel, "target"))
+
+    board.with_row(builders.Row("Cost"))
+    board.with_panel(
+        _bars(
+            "Cost per month of holdings",
+            "What the tenant holds now, priced per month (`featureplane cost report` adds "
+            "requests, entity rows and rows materialized; prices: FEATUREPLANE_COST_PRICES, "
+            "illustrative defaults).",
+            "short",
+            _query(q.cost_estimate(_TENANT), "{{item}}", "A", instant=True),
+        )
+    )
+    board.with_panel(
+        _timeseries(
+            "Online bytes (estimated)",
+            "The tenant's online keys in Redis: sampled MEMORY USAGE times the key count.",
+            "bytes",
+            _query(q.online_bytes(_TENANT), "{{tenant}}", "A"),
+        )
+    )
     return _numbered(board)
 
 

@@ -32,6 +32,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from featureplane.observability.cost import OnlineBytes, Prices, monthly_holdings
+from featureplane.observability.cost import quota as resources
 from featureplane.observability.runs import TenantRuns
 from featureplane.tenancy.spec import DriftStatistic, TenantSpec
 
@@ -188,6 +190,8 @@ class ScrapeSnapshot:
     store_up: bool
     store_used_memory_bytes: float | None
     now: float = field(default_factory=time.time)
+    online_bytes: Mapping[str, OnlineBytes] | None = None  # None: not sampled (yet)
+    prices: Prices = field(default_factory=Prices)
 
 
 def scrape_families(snap: ScrapeSnapshot) -> list[Metric]:
@@ -304,7 +308,51 @@ def scrape_families(snap: ScrapeSnapshot) -> list[Metric]:
         )
         memory.add_metric([], snap.store_used_memory_bytes)
         families.append(memory)
-    return families
+    return families + _cost_families(snap)
+
+
+def _cost_families(snap: ScrapeSnapshot) -> list[Metric]:
+    """Cost inputs held now (:mod:`featureplane.observability.cost`), per tenant."""
+    online = GaugeMetricFamily(
+        "featureplane_cost_online_bytes",
+        "Estimated bytes of the tenant's online keys in Redis (sampled MEMORY USAGE x key count).",
+        labels=["tenant"],
+    )
+    keys = GaugeMetricFamily(
+        "featureplane_cost_online_keys", "The tenant's online keys in Redis.", labels=["tenant"]
+    )
+    cpu = GaugeMetricFamily(
+        "featureplane_cost_quota_cpu_cores",
+        "CPU quota (tenant.yaml kubernetes), by kind (requests, limits).",
+        labels=["tenant", "kind"],
+    )
+    memory = GaugeMetricFamily(
+        "featureplane_cost_quota_memory_bytes",
+        "Memory quota (tenant.yaml kubernetes), by kind (requests, limits).",
+        labels=["tenant", "kind"],
+    )
+    estimate = GaugeMetricFamily(
+        "featureplane_cost_estimate",
+        f"Cost per month of what the tenant holds now, in {snap.prices.currency} "
+        "(illustrative price model unless FEATUREPLANE_COST_PRICES is set).",
+        labels=["tenant", "item"],
+    )
+    for spec in snap.tenants:
+        cpu_request, cpu_limit, memory_request, memory_limit = resources(spec)
+        cpu.add_metric([spec.name, "requests"], cpu_request)
+        cpu.add_metric([spec.name, "limits"], cpu_limit)
+        memory.add_metric([spec.name, "requests"], memory_request)
+        memory.add_metric([spec.name, "limits"], memory_limit)
+        held = None
+        if snap.online_bytes is not None and spec.name in snap.online_bytes:
+            held = snap.online_bytes[spec.name]
+            online.add_metric([spec.name], held.bytes)
+            keys.add_metric([spec.name], held.keys)
+        for item, value in monthly_holdings(
+            spec, None if held is None else held.bytes, snap.prices
+        ).items():
+            estimate.add_metric([spec.name, item], value)
+    return [online, keys, cpu, memory, estimate]
 
 
 class _Families(Collector):

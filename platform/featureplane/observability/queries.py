@@ -244,6 +244,20 @@ def drift_breach(statistic: str, tenant: str) -> str:
     return f"{drift(statistic, tenant)} > {drift_threshold(statistic, tenant)}"
 
 
+# -- cost (featureplane.observability.cost) --------------------------------------------------
+
+
+def cost_estimate(tenant: str) -> str:
+    """Cost per month of what the tenant holds now (online bytes, CPU and memory quota)."""
+    series = f"featureplane_cost_estimate{selector(tenant)}"
+    return f"max by (tenant, item) ({series})"
+
+
+def online_bytes(tenant: str) -> str:
+    """Estimated bytes of the tenant's online keys (sampled)."""
+    return f"max by (tenant) (featureplane_cost_online_bytes{selector(tenant)})"
+
+
 # -- the online store and the registry -------------------------------------------------------
 
 

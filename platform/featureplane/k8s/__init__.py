@@ -1,0 +1,1 @@
+"""Kubernetes objects of each tenant: rendering (manifests) and server-side apply (applier)."""
