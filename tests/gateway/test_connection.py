@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from featureplane.embedded.redis import EmbeddedRedis
+from featureplane.embedded.redis import EmbeddedRedis, free_port
 from featureplane.errors import StoreUnavailableError
-from featureplane.gateway.connection import ReplyError, SharedConnection
+from featureplane.gateway.connection import BACKOFF_MAX, ReplyError, SharedConnection
 
 
 def test_concurrent_callers_get_their_own_replies(redis_server: EmbeddedRedis) -> None:
@@ -93,3 +93,34 @@ def test_url_parts_reach_the_server(redis_server: EmbeddedRedis) -> None:
             await conn.aclose()
 
     asyncio.run(run())
+
+
+def test_a_dead_store_opens_the_circuit_then_it_closes_on_return() -> None:
+    """While Redis is down, calls after a failed connect fail at once (no dial, no pile-up) for
+    a growing, jittered backoff; when it is back the first call after the backoff reconnects."""
+
+    async def run(port: int) -> None:
+        connection = SharedConnection.from_url(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+        with pytest.raises(StoreUnavailableError, match="cannot connect"):
+            await connection.execute([[b"PING"]])
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(StoreUnavailableError, match="failed connects"):
+            await connection.execute([[b"PING"]])  # refused by the breaker, not by the socket
+        assert loop.time() - started < 0.01
+        for _ in range(2):  # more failures, each after a backoff of at most BACKOFF_MAX
+            await asyncio.sleep(BACKOFF_MAX)
+            with pytest.raises(StoreUnavailableError, match="cannot connect"):
+                await connection.execute([[b"PING"]])
+        with EmbeddedRedis(port=port):
+            deadline = loop.time() + BACKOFF_MAX + 1
+            while True:
+                try:
+                    assert await connection.execute([[b"PING"]]) == [b"PONG"]
+                    break
+                except StoreUnavailableError:
+                    assert loop.time() < deadline, "did not recover after the backoff"
+                    await asyncio.sleep(0.05)
+            await connection.aclose()
+
+    asyncio.run(run(free_port()))

@@ -8,14 +8,18 @@ and one future per call, against redis-py's pool checkout, retry wrapper and tim
 
 Failures are the caller's :class:`StoreUnavailableError`: a refused or lost connection fails
 every queued call and the next call reconnects; a call unanswered for ``timeout`` seconds drops
-the connection (a stuck Redis must not hold requests for ever). Error replies (``-ERR …``) come
-back as :class:`hiredis.ReplyError` values for the caller to judge.
+the connection (a stuck Redis must not hold requests for ever). After a failed connect the
+connection is a circuit breaker: calls fail at once, without dialling, for a backoff that doubles
+with each consecutive failure (from 50 ms to 2 s, with jitter so workers and replicas do not
+reconnect in lockstep); the first call after it tries again, and a success closes the circuit.
+Error replies (``-ERR …``) come back as :class:`hiredis.ReplyError` values for the caller.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import random
 import ssl
 from collections.abc import Sequence
 from typing import Any, cast
@@ -27,6 +31,7 @@ from featureplane.errors import ConfigError, StoreUnavailableError
 from featureplane.resp import Command, pack_all
 
 ReplyError = hiredis.ReplyError
+BACKOFF_BASE, BACKOFF_MAX = 0.05, 2.0  # seconds the circuit stays open after failed connects
 
 
 class _Call:
@@ -137,6 +142,8 @@ class SharedConnection:
         self._timeout = timeout
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
+        self._failures = 0  # consecutive failed connects
+        self._open_until = 0.0  # the circuit is open (calls fail at once) until then
 
     @classmethod
     def from_url(cls, url: str, timeout: float = 1.0) -> SharedConnection:
@@ -175,27 +182,41 @@ class SharedConnection:
             if self._protocol is not None and not self._protocol.closed:
                 return self._protocol
             loop = asyncio.get_running_loop()
-            host, port = self._address
-            try:
-                _, protocol = await asyncio.wait_for(
-                    loop.create_connection(
-                        lambda: _Protocol(self._timeout), host, port, ssl=self._tls
-                    ),
-                    self._timeout,
-                )
-            except (OSError, TimeoutError) as exc:
+            wait = self._open_until - loop.time()
+            if wait > 0:
                 raise StoreUnavailableError(
-                    f"online store unavailable: cannot connect to {host}:{port} "
-                    f"({type(exc).__name__})"
-                ) from exc
-            if self._setup:
-                replies = await protocol.send(pack_all(self._setup), len(self._setup))
-                failed = [r for r in replies if isinstance(r, ReplyError)]
-                if failed:
-                    protocol.abort("set-up refused")
-                    raise StoreUnavailableError(f"online store refused the connection: {failed[0]}")
+                    f"online store unavailable: {self._failures} failed connects, "
+                    f"next attempt in {wait * 1000:.0f} ms"
+                )
+            try:
+                protocol = await self._dial(loop)
+            except StoreUnavailableError:
+                self._failures += 1
+                backoff = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (self._failures - 1))
+                self._open_until = loop.time() + backoff * random.uniform(0.5, 1.0)
+                raise
+            self._failures, self._open_until = 0, 0.0
             self._protocol = protocol
             return protocol
+
+    async def _dial(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
+        host, port = self._address
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(lambda: _Protocol(self._timeout), host, port, ssl=self._tls),
+                self._timeout,
+            )
+        except (OSError, TimeoutError) as exc:
+            raise StoreUnavailableError(
+                f"online store unavailable: cannot connect to {host}:{port} ({type(exc).__name__})"
+            ) from exc
+        if self._setup:
+            replies = await protocol.send(pack_all(self._setup), len(self._setup))
+            failed = [r for r in replies if isinstance(r, ReplyError)]
+            if failed:
+                protocol.abort("set-up refused")
+                raise StoreUnavailableError(f"online store refused the connection: {failed[0]}")
+        return protocol
 
     async def aclose(self) -> None:
         if self._protocol is not None:

@@ -8,6 +8,8 @@ worker's :class:`SharedConnection`.
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -35,7 +37,14 @@ class RedisOnlineReader:
         self._connection = connection
 
     async def read(self, commands: Sequence[HashRead]) -> list[list[bytes | None]]:
-        replies = await self._connection.execute_packed(pack_hmgets(commands), len(commands))
+        payload = pack_hmgets(commands)
+        try:
+            replies = await self._connection.execute_packed(payload, len(commands))
+        except StoreUnavailableError:
+            # Reads are idempotent: one retry after a short jittered pause rides out a dropped
+            # connection (a Redis restart, a failover); a dead store fails fast on the breaker.
+            await asyncio.sleep(random.uniform(0.005, 0.02))
+            replies = await self._connection.execute_packed(payload, len(commands))
         for reply in replies:
             if isinstance(reply, ReplyError):
                 raise StoreUnavailableError(f"online store refused a read: {reply}")
