@@ -3,14 +3,18 @@ clients keep calling, then a Redis comes back on the same port."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 import redis
 
 from featureplane.embedded.redis import EmbeddedRedis
+from featureplane.errors import ConfigError
+from featureplane.gateway.app import create_app
 from featureplane.tenancy.credentials import CRED_PREFIX, CredentialStore
 from tests.conftest import Deployment, bearer, start_gateway
 
@@ -105,3 +109,17 @@ def test_redis_killed_under_load_is_503_then_recovers_by_itself(deployment: Depl
     log = gateway.log.read_text()
     assert "unhandled error" not in log
     assert "died" not in log.lower()  # uvicorn reports a dead worker process
+
+
+def test_a_cluster_setting_is_refused_at_start_not_half_served(deployment: Deployment) -> None:
+    """The gateway's connection speaks to one standalone Redis: with redis_cluster configured it
+    refuses to start instead of reading a single node of the cluster."""
+    settings = deployment.settings.model_copy(update={"redis_type": "redis_cluster"})
+    app = create_app(settings)
+
+    async def start() -> None:
+        async with app.router.lifespan_context(app):
+            pass
+
+    with pytest.raises(ConfigError, match="standalone Redis only"):
+        asyncio.run(start())

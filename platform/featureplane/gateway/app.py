@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from featureplane.errors import GatewayError
+from featureplane.errors import ConfigError, GatewayError
 from featureplane.gateway import features, ops
 from featureplane.gateway.auth import Authenticator, FeatureplaneTokens, ServiceAccountTokens
 from featureplane.gateway.catalog import ServingCatalog
@@ -137,6 +137,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis_url = settings.require_redis_url()
+        if settings.redis_type != "redis":  # fail loudly rather than read one node of a cluster
+            raise ConfigError(
+                "FEATUREPLANE_REDIS_TYPE=redis_cluster: the gateway reads a standalone Redis only "
+                "(Redis Cluster is not supported by the gateway yet; see README Known limits)"
+            )
         registry = await asyncio.to_thread(open_registry, settings)
         catalog = await asyncio.to_thread(_load_catalog, settings, registry)
         timeout = settings.redis_timeout_seconds

@@ -23,7 +23,7 @@ class GatewayState:
     reader: OnlineReader
     authenticator: Authenticator
     quotas: QuotaStore
-    control: aioredis.Redis  # tokens, quota state, run records: apart from feature data
+    control: aioredis.Redis  # the ops routes' client (run records, INFO), off the request path
     registry_error: str | None = None
 
 
