@@ -214,6 +214,7 @@ class FeaturesEndpoint:
             raise AuthenticationError("the token's tenant no longer exists")
         scope["state"]["tenant"] = tenant.name  # the telemetry middleware labels with it
         if length is not None and length.isdigit() and int(length) > tenant.quotas.max_body_bytes:
+            await state.authenticator.recheck(identity)  # as for every 4xx carrying no read
             raise _body_too_large(tenant, int(length))
         with span("quota"):
             lease = await state.quotas.admit(tenant.name, tenant.quotas)
