@@ -73,16 +73,20 @@ class Deployment:
     now: datetime
 
 
-@pytest.fixture(scope="session")
-def deployment(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
-    """All sample tenants applied to one SQLite registry and materialized into a real Redis."""
+def deploy(settings: Settings) -> Deployment:
+    """All sample tenants applied to ``settings``' registry and materialized into its store."""
     from featureplane.demo import deploy_samples
 
-    settings = make_settings(tmp_path_factory.mktemp("platform"), redis_server.url)
     catalog = TenantCatalog.load(settings.tenants_path, settings.feature_repo_path)
     now = datetime.now(UTC).replace(microsecond=0)
     deployed = deploy_samples(settings, catalog, SAMPLE_ROWS, now)
     return Deployment(settings, catalog, deployed.tables, deployed.tokens, now)
+
+
+@pytest.fixture(scope="session")
+def deployment(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    """All sample tenants applied to one SQLite registry and materialized into a real Redis."""
+    return deploy(make_settings(tmp_path_factory.mktemp("platform"), redis_server.url))
 
 
 def start_gateway(settings: Settings, workers: int = 2) -> GatewayProcess:

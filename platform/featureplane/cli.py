@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from featureplane.errors import FeatureplaneError
+from featureplane.redact import redact, redact_url
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import SCHEMA_FILE, TenantCatalog, render_schema
 from featureplane.tenancy.spec import TenantSpec
@@ -124,11 +125,10 @@ def tenants_schema(
 
 
 def _credentials(settings: Settings):  # type: ignore[no-untyped-def]
-    import redis
 
     from featureplane.tenancy.credentials import CredentialStore
 
-    return CredentialStore(redis.Redis.from_url(settings.require_redis_url()), settings.pepper)
+    return CredentialStore(settings.redis_client(), settings.pepper)
 
 
 @tenants_app.command("issue-token")
@@ -330,11 +330,13 @@ def plan(
     """Lint TENANT's repo and classify Feast's plan for its project (safe / breaking). Exits 1
     on lint errors, and on breaking changes unless --allow-breaking gives a reason."""
     from featureplane.errors import PlanError
+    from featureplane.registry.feast_config import check_registry
     from featureplane.registry.gate import record_acceptance, run_gate
     from featureplane.registry.report import print_report, report_json
 
     settings = _settings()
     spec = _catalog(settings).get_tenant(tenant)
+    check_registry(settings)  # else Feast's plan reports a dead registry as a lint error
     result = record_acceptance(settings, run_gate(settings, spec, allow_breaking), "plan")
     if json_:
         print(report_json(result))
@@ -351,14 +353,17 @@ def apply(
     allow_breaking: AllowBreaking = None,
 ) -> None:
     """The `plan` gate, then `feast apply` of TENANT's definitions into its project of the
-    shared registry. Nothing is applied unless every named tenant passes the gate."""
-    from featureplane.errors import PlanError
+    shared registry. Nothing is applied unless every named tenant passes the gate, nor when the
+    registry is unreachable (one line naming it and the cause)."""
+    from featureplane.errors import ApplyError, PlanError
     from featureplane.registry.apply import apply_tenant
+    from featureplane.registry.feast_config import check_registry
     from featureplane.registry.gate import record_acceptance, run_gate
     from featureplane.registry.report import print_report
 
     settings = _settings()
     specs = _select(_catalog(settings), tenant, all_)
+    check_registry(settings)  # before the gate: its plan would report a dead registry as lint
     gates = [run_gate(settings, spec, allow_breaking) for spec in specs]
     for gate in gates:
         print_report(console, gate)
@@ -373,7 +378,11 @@ def apply(
         task = progress.add_task("apply", total=len(specs))
         for spec in specs:
             progress.update(task, description=f"apply {spec.name}")
-            result = apply_tenant(settings, spec)
+            try:
+                result = apply_tenant(settings, spec)
+            except ApplyError:
+                check_registry(settings)  # lost on the way: say so in one line, not Feast's tail
+                raise
             progress.console.print(
                 f"[green]applied[/] {spec.name} -> project {result.project} "
                 f"({result.seconds:.1f} s)"
@@ -452,7 +461,6 @@ def drift_reference(
 ) -> None:
     """Summarize TENANT's offline data (what its models train on) as the reference later
     batches are scored against; stored in Redis, replacing the previous reference."""
-    import redis
 
     from featureplane.materialize.drift import reference_key, save_reference, take_reference
 
@@ -461,7 +469,7 @@ def drift_reference(
     reference = take_reference(
         settings, spec, _parse_time(start, "--start"), _parse_time(end, "--end")
     )
-    with redis.Redis.from_url(settings.require_redis_url()) as client:
+    with settings.redis_client() as client:
         save_reference(client, reference)
     table = Table("feature view", "source", "rows", "feature", "kind", "bins")
     for name, view in reference.views.items():
@@ -480,9 +488,14 @@ def serve(
         int | None, typer.Option(help="Default FEATUREPLANE_GATEWAY_WORKERS.")
     ] = None,
 ) -> None:
-    """Run the gateway (uvicorn, several workers share metrics through PROMETHEUS_MULTIPROC_DIR)."""
+    """Run the gateway (uvicorn, several workers share metrics through PROMETHEUS_MULTIPROC_DIR).
+    Exits 1 at once when the registry is unreachable: a gateway needs one registry snapshot to
+    start (running ones keep serving theirs through a registry outage)."""
+    from featureplane.registry.feast_config import check_registry
+
     settings = _settings()
     settings.require_redis_url()
+    check_registry(settings)
     metrics_dir = settings.metrics_path
     shutil.rmtree(metrics_dir, ignore_errors=True)  # stale values of dead processes
     metrics_dir.mkdir(parents=True)
@@ -577,11 +590,13 @@ def cost_report(
     settings = _settings()
     prices = cost.load_prices(settings.cost_prices)
     url = gateway or f"http://{settings.gateway_host}:{settings.gateway_port}"
-    client = redis.Redis.from_url(settings.require_redis_url(), socket_timeout=30.0)
+    client = settings.redis_client(socket_timeout=30.0)
     try:
         result = cost.report(list(_catalog(settings).values()), client, prices, url, sample)
     except redis.RedisError as exc:
-        raise FeatureplaneError(f"online store {settings.redis_url}: {exc}") from exc
+        raise FeatureplaneError(
+            f"online store {redact_url(settings.redis_url or '')}: {exc}"
+        ) from exc
     finally:
         client.close()
     if format_ == "csv":
@@ -615,7 +630,7 @@ def main() -> None:
     try:
         app()
     except FeatureplaneError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {redact(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
 
 

@@ -24,7 +24,6 @@ from typing import Any
 import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
-import redis
 from rich.console import Console
 from rich.table import Table
 
@@ -34,6 +33,7 @@ from featureplane.errors import FeatureplaneError
 from featureplane.gateway.catalog import ServingCatalog
 from featureplane.materialize.drift import save_reference, take_reference
 from featureplane.materialize.runner import materialize_tenant
+from featureplane.redact import redact_url
 from featureplane.registry.apply import apply_tenant
 from featureplane.registry.feast_config import close_registry, open_registry
 from featureplane.samples import generate, land
@@ -59,7 +59,7 @@ def _demo_settings(console: Console) -> Settings:
     if "FEATUREPLANE_DATA_DIR" not in os.environ:
         shutil.rmtree(DEMO_DATA_DIR, ignore_errors=True)
         settings = settings.model_copy(update={"data_dir": DEMO_DATA_DIR})
-    console.print(f"data folder {settings.data_path}, registry {settings.registry_url}")
+    console.print(f"data folder {settings.data_path}, registry {redact_url(settings.registry_url)}")
     return settings
 
 
@@ -93,7 +93,7 @@ def deploy_samples(
         result = apply_tenant(settings, spec)
         say(f"[green]applied[/] {spec.name} ({result.seconds:.1f} s)")
         reports = [materialize_tenant(settings, spec)]
-        with redis.Redis.from_url(settings.require_redis_url()) as client:
+        with settings.redis_client() as client:
             save_reference(client, take_reference(settings, spec))
         newer = {name: half for name, (_, half) in halves.items() if half is not None}
         if newer:
@@ -106,7 +106,7 @@ def deploy_samples(
             f"({sum(r.seconds for r in reports):.1f} s); drift of the newer half against the "
             f"older: {sum(s.drifted for s in scored)} of {len(scored)} features over threshold"
         )
-    with redis.Redis.from_url(settings.require_redis_url()) as client:
+    with settings.redis_client() as client:
         creds = CredentialStore(client, settings.pepper)
         tokens = {name: creds.issue(name).token for name in catalog}
     return SampleDeployment(tables, tokens)
@@ -291,8 +291,8 @@ def _print_next_steps(
     console.print(curl, highlight=False, soft_wrap=True)
     console.print(f"metrics: curl -s {base}/metrics | grep featureplane_", highlight=False)
     console.print(
-        f"environment: FEATUREPLANE_REDIS_URL={settings.redis_url} "
-        f"FEATUREPLANE_REGISTRY={settings.registry_url} "
+        f"environment: FEATUREPLANE_REDIS_URL={redact_url(settings.redis_url or '')} "
+        f"FEATUREPLANE_REGISTRY={redact_url(settings.registry_url)} "
         f"FEATUREPLANE_DATA_DIR={settings.data_path}",
         highlight=False,
         soft_wrap=True,

@@ -7,13 +7,21 @@ default only in ``development``; any other environment refuses to start without 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from featureplane.redact import redact_url
+
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio as aioredis
+
 _DEV_TOKEN_PEPPER = "featureplane-development-pepper-not-a-secret"
+_MIN_PEPPER_LENGTH = 16
+_URL_FIELDS = frozenset({"redis_url", "registry", "otlp_endpoint"})
 
 
 class Settings(BaseSettings):
@@ -24,9 +32,13 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     redis_url: str | None = Field(
         default=None,
-        description="Online store, e.g. redis://127.0.0.1:6379/0. Unset: `demo` starts its own.",
+        description="Online store, e.g. redis://127.0.0.1:6379/0. Unset: `demo` starts its own. "
+        "With redis_type=redis_cluster: seed nodes, redis://[user:password@]host:port[,host:port…] "
+        "(any live node will do; rediss:// for TLS; no database number).",
     )
-    redis_type: Literal["redis", "redis_cluster"] = "redis"
+    redis_type: Literal["redis", "redis_cluster"] = Field(
+        default="redis", description="`redis` (standalone) or `redis_cluster` (Redis Cluster)."
+    )
     registry: str | None = Field(
         default=None,
         description="Feast SQL registry: a SQLite file path or a postgresql:// URL. "
@@ -85,12 +97,30 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _secrets_outside_development(self) -> Settings:
-        if self.environment != "development" and self.token_pepper is None:
+        if self.environment == "development":
+            return self
+        pepper = self.token_pepper.get_secret_value() if self.token_pepper else None
+        if pepper is None:
             raise ValueError(
                 "FEATUREPLANE_TOKEN_PEPPER must be set when FEATUREPLANE_ENVIRONMENT is "
                 f"{self.environment!r}: the development default is public"
             )
+        if len(pepper.strip()) < _MIN_PEPPER_LENGTH or pepper == _DEV_TOKEN_PEPPER:
+            raise ValueError(
+                f"FEATUREPLANE_TOKEN_PEPPER must be a secret of at least {_MIN_PEPPER_LENGTH} "
+                f"characters when FEATUREPLANE_ENVIRONMENT is {self.environment!r} (not empty, "
+                "not the public development value): e.g. `openssl rand -hex 32`"
+            )
         return self
+
+    def __repr_args__(self) -> Any:
+        # Connection URLs may carry passwords (redis://:pw@…, postgresql://user:pw@…): keep
+        # them out of reprs, logs and tracebacks (the pepper is a SecretStr already).
+        for name, value in super().__repr_args__():
+            if name in _URL_FIELDS and isinstance(value, str):
+                yield name, redact_url(value)
+            else:
+                yield name, value
 
     # Derived values. Paths are made absolute so subprocesses and workers agree on them.
 
@@ -133,9 +163,36 @@ class Settings(BaseSettings):
             raise ConfigError("FEATUREPLANE_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)")
         return self.redis_url
 
+    def redis_client(self, **kwargs: Any) -> redis.Redis:
+        """The control plane's client of the online store: ``redis.Redis``, or a cluster client
+        with the same commands (see :mod:`featureplane.redis_clients`). ``kwargs`` go to it
+        (socket_timeout, …)."""
+        from featureplane.redis_clients import sync_client
+
+        return sync_client(self.require_redis_url(), self.redis_type == "redis_cluster", **kwargs)
+
+    def redis_async_client(self, **kwargs: Any) -> aioredis.Redis:
+        """:meth:`redis_client` for asyncio (the gateway's ops routes)."""
+        from featureplane.redis_clients import async_client
+
+        return async_client(self.require_redis_url(), self.redis_type == "redis_cluster", **kwargs)
+
     @property
     def feast_redis_connection(self) -> str:
-        """FEATUREPLANE_REDIS_URL in Feast's ``host:port,db=N,password=…,ssl=true`` form."""
+        """FEATUREPLANE_REDIS_URL in Feast's ``host:port,db=N,password=…,ssl=true`` form (for a
+        cluster, ``host:port,host:port,…,password=…``)."""
+        if self.redis_type == "redis_cluster":
+            from featureplane.redis_clients import ClusterUrl
+
+            cluster = ClusterUrl(self.require_redis_url())
+            nodes = [f"{host}:{port}" for host, port in cluster.nodes]
+            if cluster.username and cluster.username != "default":
+                nodes.append(f"username={cluster.username}")
+            if cluster.password:
+                nodes.append(f"password={cluster.password}")
+            if cluster.tls:
+                nodes.append("ssl=true")
+            return ",".join(nodes)
         url = urlsplit(self.require_redis_url())
         parts = [f"{url.hostname or '127.0.0.1'}:{url.port or 6379}"]
         db = url.path.lstrip("/")

@@ -12,8 +12,7 @@ import httpx
 import pytest
 import redis
 
-from featureplane.embedded.redis import EmbeddedRedis
-from featureplane.errors import ConfigError
+from featureplane.embedded.redis import EmbeddedRedis, free_port
 from featureplane.gateway.app import create_app
 from featureplane.tenancy.credentials import CRED_PREFIX, CredentialStore
 from tests.conftest import Deployment, bearer, start_gateway
@@ -44,6 +43,7 @@ class Load:
                 time.sleep(0.005)
 
 
+@pytest.mark.chaos
 def test_redis_killed_under_load_is_503_then_recovers_by_itself(deployment: Deployment) -> None:
     store = EmbeddedRedis().start()
     settings = deployment.settings.model_copy(update={"redis_url": store.url})
@@ -111,15 +111,27 @@ def test_redis_killed_under_load_is_503_then_recovers_by_itself(deployment: Depl
     assert "died" not in log.lower()  # uvicorn reports a dead worker process
 
 
-def test_a_cluster_setting_is_refused_at_start_not_half_served(deployment: Deployment) -> None:
-    """The gateway's connection speaks to one standalone Redis: with redis_cluster configured it
-    refuses to start instead of reading a single node of the cluster."""
-    settings = deployment.settings.model_copy(update={"redis_type": "redis_cluster"})
+def test_a_cluster_with_no_reachable_node_is_not_ready_and_503(deployment: Deployment) -> None:
+    """With redis_cluster configured and every seed refusing, the gateway still starts (its
+    connections are lazy), /ready says not ready and a feature read is 503, never 500."""
+    seeds = f"redis://127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    settings = deployment.settings.model_copy(
+        update={"redis_type": "redis_cluster", "redis_url": seeds}
+    )
     app = create_app(settings)
 
-    async def start() -> None:
+    async def run() -> tuple[httpx.Response, httpx.Response]:
         async with app.router.lifespan_context(app):
-            pass
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+                ready = await client.get("/ready")
+                read = await client.post(
+                    "/get-online-features", json=BODY, headers=bearer(deployment.tokens["fraud"])
+                )
+        return ready, read
 
-    with pytest.raises(ConfigError, match="standalone Redis only"):
-        asyncio.run(start())
+    ready, read = asyncio.run(run())
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["online_store"] == "unreachable"
+    assert read.status_code == 503, read.text
+    assert read.json()["error"]["code"] == "store_unavailable"

@@ -19,6 +19,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a subprocess see the same deployment as ``settings``."""
     return {
         "FEATUREPLANE_REDIS_URL": settings.require_redis_url(),
+        "FEATUREPLANE_REDIS_TYPE": settings.redis_type,
         "FEATUREPLANE_REGISTRY": settings.registry_url,
         "FEATUREPLANE_DATA_DIR": str(settings.data_path),
         "FEATUREPLANE_TENANTS_DIR": str(settings.tenants_path),

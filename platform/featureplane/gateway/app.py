@@ -1,8 +1,10 @@
 """The gateway's app factory.
 
 ``create_app(settings)`` builds the app; its lifespan owns the long-lived resources (the worker's
-Redis connection, the registry connection and the compiled :class:`ServingCatalog`, refreshed in
-the background). uvicorn starts it with ``factory=True``, once per worker.
+Redis connection — a :class:`SharedConnection`, or a :class:`ClusterConnection` with
+``FEATUREPLANE_REDIS_TYPE=redis_cluster`` — the registry connection and the compiled
+:class:`ServingCatalog`, refreshed in the background). uvicorn starts it with
+``factory=True``, once per worker.
 
 :class:`GatewayApp` is FastAPI with one addition: paths in ``fast_routes`` (the feature route)
 are plain ASGI apps called before FastAPI's middleware stack, with only the telemetry middleware
@@ -19,20 +21,20 @@ import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from featureplane.errors import ConfigError, GatewayError
+from featureplane.errors import GatewayError
 from featureplane.gateway import features, ops
 from featureplane.gateway.auth import Authenticator, FeatureplaneTokens, ServiceAccountTokens
 from featureplane.gateway.catalog import ServingCatalog
+from featureplane.gateway.cluster import ClusterConnection
 from featureplane.gateway.connection import SharedConnection
 from featureplane.gateway.quotas import QuotaStore, RedisQuotaStore, UnlimitedQuotaStore
-from featureplane.gateway.reader import OnlineReader, RedisOnlineReader
+from featureplane.gateway.reader import ClusterOnlineReader, OnlineReader, RedisOnlineReader
 from featureplane.gateway.state import GatewayState
 from featureplane.observability import metrics, tracing
 from featureplane.observability.logging import configure_logging
@@ -42,7 +44,7 @@ from featureplane.observability.metrics import (
     mark_process_dead,
 )
 from featureplane.observability.middleware import RequestTelemetryMiddleware
-from featureplane.registry.feast_config import close_registry, open_registry
+from featureplane.registry.feast_config import close_registry, open_registry, registry_failure
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 
@@ -74,16 +76,26 @@ def _service_accounts(settings: Settings, state: GatewayState) -> ServiceAccount
 
 
 async def _refresh_forever(state: GatewayState, registry: BaseRegistry) -> None:
+    """Reload the catalog every ``registry_refresh_seconds``. A failed refresh keeps the last
+    snapshot in service and sets ``state.registry_error`` (one line, no password), which /ready
+    reports as ``degraded`` and /metrics as ``featureplane_registry_up 0``; the first refresh
+    that succeeds clears it. Feast's engine pings pooled connections first, so a restarted
+    database is picked up without a restart of the gateway."""
     while True:
         await asyncio.sleep(state.settings.registry_refresh_seconds)
         try:
             state.catalog = await asyncio.to_thread(_load_catalog, state.settings, registry)
-            state.registry_error = None
         except Exception as exc:  # keep serving the last good snapshot whatever went wrong
-            state.registry_error = f"{type(exc).__name__}: {exc}"[:300]
-            log.warning(
-                "registry refresh failed, serving the previous snapshot: %s", state.registry_error
-            )
+            if state.registry_error is None:
+                log.error(
+                    "registry refresh failed, serving the previous snapshot: %s",
+                    registry_failure(state.settings, exc),
+                )
+            state.registry_error = registry_failure(state.settings, exc)[:300]
+            continue
+        if state.registry_error is not None:
+            log.warning("registry refreshed again after a failure: %s", state.registry_error)
+            state.registry_error = None
 
 
 class GatewayApp(FastAPI):
@@ -137,17 +149,19 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis_url = settings.require_redis_url()
-        if settings.redis_type != "redis":  # fail loudly rather than read one node of a cluster
-            raise ConfigError(
-                "FEATUREPLANE_REDIS_TYPE=redis_cluster: the gateway reads a standalone Redis only "
-                "(Redis Cluster is not supported by the gateway yet; see README Known limits)"
-            )
         registry = await asyncio.to_thread(open_registry, settings)
         catalog = await asyncio.to_thread(_load_catalog, settings, registry)
         timeout = settings.redis_timeout_seconds
-        connection = SharedConnection.from_url(redis_url, timeout)  # the request path's
-        control = aioredis.Redis.from_url(  # the ops routes': run records, INFO
-            redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+        # The request path's connection, and the ops routes' client (run records, INFO).
+        connection: SharedConnection | ClusterConnection
+        if settings.redis_type == "redis_cluster":
+            connection = ClusterConnection.from_url(redis_url, timeout)
+            store_reader: OnlineReader = ClusterOnlineReader(connection)
+        else:
+            connection = SharedConnection.from_url(redis_url, timeout)
+            store_reader = RedisOnlineReader(connection)
+        control = settings.redis_async_client(
+            socket_timeout=timeout, socket_connect_timeout=timeout
         )
         if quotas is not None:
             quota_store = quotas
@@ -159,7 +173,7 @@ def create_app(
         state = GatewayState(
             settings=settings,
             catalog=catalog,
-            reader=reader or RedisOnlineReader(connection),
+            reader=reader or store_reader,
             authenticator=Authenticator(tokens),
             quotas=quota_store,
             control=control,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from featureplane.errors import AuthenticationError, StoreUnavailableError
-from featureplane.gateway.connection import ReplyError, SharedConnection
+from featureplane.gateway.connection import Connection, ReplyError
 from featureplane.gateway.reader import HashRead
 from featureplane.tenancy.credentials import (
     CRED_PREFIX,
@@ -75,7 +75,7 @@ _FIELDS = (b"tenant", b"digest", b"expires_at")
 class FeatureplaneTokens:
     _MAX_KNOWN = 100_000  # token ids remembered per worker (then forgotten and read again)
 
-    def __init__(self, connection: SharedConnection, pepper: bytes) -> None:
+    def __init__(self, connection: Connection, pepper: bytes) -> None:
         self._connection = connection
         self._pepper = pepper
         self._known: dict[str, tuple[str, bytes]] = {}  # token id -> (tenant, digest)

@@ -13,6 +13,12 @@ connection is a circuit breaker: calls fail at once, without dialling, for a bac
 with each consecutive failure (from 50 ms to 2 s, with jitter so workers and replicas do not
 reconnect in lockstep); the first call after it tries again, and a success closes the circuit.
 Error replies (``-ERR …``) come back as :class:`hiredis.ReplyError` values for the caller.
+A failure before the caller's commands were written (no connection, the circuit open) is a
+:class:`NotSentError`, so callers may retry even non-idempotent commands after it.
+
+:class:`Connection` is what the request path needs of a connection; :class:`SharedConnection`
+is the standalone one, :class:`featureplane.gateway.cluster.ClusterConnection` the Redis
+Cluster one.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import collections
 import random
 import ssl
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
 import hiredis
@@ -32,6 +38,18 @@ from featureplane.resp import Command, pack_all
 
 ReplyError = hiredis.ReplyError
 BACKOFF_BASE, BACKOFF_MAX = 0.05, 2.0  # seconds the circuit stays open after failed connects
+
+
+class NotSentError(StoreUnavailableError):
+    """The store is unavailable and the call's commands never left (safe to retry anywhere)."""
+
+
+class Connection(Protocol):
+    async def execute(self, commands: Sequence[Command]) -> list[Any]:
+        """Every command's reply, in order (error replies as :data:`ReplyError` values)."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 class _Call:
@@ -184,7 +202,7 @@ class SharedConnection:
             loop = asyncio.get_running_loop()
             wait = self._open_until - loop.time()
             if wait > 0:
-                raise StoreUnavailableError(
+                raise NotSentError(
                     f"online store unavailable: {self._failures} failed connects, "
                     f"next attempt in {wait * 1000:.0f} ms"
                 )
@@ -207,15 +225,18 @@ class SharedConnection:
                 self._timeout,
             )
         except (OSError, TimeoutError) as exc:
-            raise StoreUnavailableError(
+            raise NotSentError(
                 f"online store unavailable: cannot connect to {host}:{port} ({type(exc).__name__})"
             ) from exc
         if self._setup:
-            replies = await protocol.send(pack_all(self._setup), len(self._setup))
+            try:
+                replies = await protocol.send(pack_all(self._setup), len(self._setup))
+            except StoreUnavailableError as exc:  # lost during set-up: the caller's never left
+                raise NotSentError(str(exc)) from exc
             failed = [r for r in replies if isinstance(r, ReplyError)]
             if failed:
                 protocol.abort("set-up refused")
-                raise StoreUnavailableError(f"online store refused the connection: {failed[0]}")
+                raise NotSentError(f"online store refused the connection: {failed[0]}")
         return protocol
 
     async def aclose(self) -> None:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from featureplane.errors import PayloadTooLargeError, QuotaExceededError, StoreUnavailableError
-from featureplane.gateway.connection import ReplyError, SharedConnection
+from featureplane.gateway.connection import Connection, ReplyError
 from featureplane.observability.metrics import QUOTA_REJECTIONS, QUOTA_TOKENS
 from featureplane.tenancy.spec import Quotas
 
@@ -144,7 +144,7 @@ def slot_slack(quotas: Quotas) -> int:
 class RedisQuotaStore:
     def __init__(
         self,
-        connection: SharedConnection,
+        connection: Connection,
         reservation_seconds: float = RESERVATION_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

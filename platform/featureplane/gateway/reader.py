@@ -2,7 +2,9 @@
 
 :class:`OnlineReader` is the extension point (one method that matters, ``read``).
 :class:`RedisOnlineReader` is the real one: one pipelined round trip of HMGETs per request, on the
-worker's :class:`SharedConnection`.
+worker's :class:`SharedConnection`. :class:`ClusterOnlineReader` is its Redis Cluster twin, on a
+:class:`ClusterConnection` (the HMGETs split by owning primary and sent to all of them at once;
+it retries after redirections and failovers itself).
 :class:`InMemoryOnlineReader` is the double for unit tests of the layers above.
 """
 
@@ -11,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from featureplane.errors import StoreUnavailableError
+from featureplane.gateway.cluster import ClusterConnection
 from featureplane.gateway.connection import ReplyError, SharedConnection
 from featureplane.resp import pack_hmgets
 
@@ -59,6 +62,30 @@ class RedisOnlineReader:
 
     async def aclose(self) -> None:
         await self._connection.aclose()
+
+
+class ClusterOnlineReader:
+    """:class:`RedisOnlineReader` on a Redis Cluster (a separate class: the standalone read path
+    stays free of cluster checks)."""
+
+    def __init__(self, connection: ClusterConnection) -> None:
+        self._connection = connection
+
+    async def read(self, commands: Sequence[HashRead]) -> list[list[bytes | None]]:
+        return _checked(await self._connection.read_hashes(commands))
+
+    async def ping(self) -> bool:
+        return await self._connection.ping()
+
+    async def aclose(self) -> None:
+        await self._connection.aclose()
+
+
+def _checked(replies: list[Any]) -> list[list[bytes | None]]:
+    for reply in replies:
+        if isinstance(reply, ReplyError):
+            raise StoreUnavailableError(f"online store refused a read: {reply}")
+    return replies
 
 
 class InMemoryOnlineReader:

@@ -333,7 +333,7 @@ class DriftMonitor:
     def load(
         cls, settings: Settings, spec: TenantSpec, views: Iterable[FeatureView]
     ) -> DriftMonitor:
-        with redis.Redis.from_url(settings.require_redis_url()) as client:
+        with settings.redis_client() as client:
             reference = load_reference(client, spec.name)
         monitor = cls(spec, reference)
         if reference is not None:

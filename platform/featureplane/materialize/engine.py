@@ -20,7 +20,8 @@ machinery. This engine keeps the data in Arrow end to end:
 - **Encode** (:mod:`featureplane.materialize.encoding`): keys, values and timestamps a column at
   a time into Feast's exact bytes, then every row's whole ``HSET`` (and ``EXPIRE``) command as
   RESP, so a batch is one contiguous buffer — no Python loop over rows or cells.
-- **Write** (:mod:`featureplane.materialize.pipeline`): one raw pipelined connection. Each
+- **Write** (:mod:`featureplane.materialize.pipeline`): one raw pipelined connection (on a
+  Redis Cluster, one per primary: each batch is split by the owner of each key's slot). Each
   batch first learns what Redis holds: while no key of the run exists yet, one ``EXISTS key…``
   per batch (a first load costs Redis one lookup per key and Python one reply); once one does,
   one ``HGET key _ts:<view>`` per key. Then ``HSET`` only the rows newer than what is stored
@@ -41,6 +42,7 @@ written offline, entityless views — Feast's local engine does.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -57,11 +59,15 @@ from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel
 from feast.utils import _get_column_names
 from pydantic import StrictInt
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
 
 from featureplane.gateway import codec
 from featureplane.materialize import encoding
 from featureplane.materialize.filesource import Columns, LatestRows, latest_mask, local_parquet_path
 from featureplane.materialize.pipeline import Pipeline
+
+SLOTS = 16384  # Redis Cluster hash slots
 
 
 class FeatureplaneEngineConfig(FeastConfigBaseModel):  # type: ignore[misc]  # Feast is untyped
@@ -180,35 +186,50 @@ class FeatureplaneEngine(LocalComputeEngine):  # type: ignore[misc]  # Feast is 
         ttl = str(config.key_ttl_seconds).encode() if config.key_ttl_seconds else None
         if not _standalone(client):
             return _write_cluster(client, batches, layout, dedup, ttl)
-        written = 0
+        with Pipeline(client) as pipe:
+            writer = _Writer(pipe, layout, dedup, ttl)
+            for batch in batches:
+                if batch.num_rows:
+                    writer.write(batch, _keys(batch, layout))
+            pipe.drain()
+        return writer.written
+
+
+class _Writer:
+    """A view's batches to one Redis node through one :class:`Pipeline` (module docstring)."""
+
+    def __init__(
+        self,
+        pipe: Pipeline,
+        layout: _ViewLayout,
+        dedup: bool,
+        ttl: bytes | None,
+        probe: bool = True,
+    ) -> None:
+        self.pipe, self.layout, self.dedup, self.ttl = pipe, layout, dedup, ttl
         # Until a batch finds a key that exists, one EXISTS per batch replaces the per-key
         # HGETs: far less work for Redis on a first load. From then on, HGETs.
-        probe = True
-        with Pipeline(client) as pipe:
-            for batch in batches:
-                rows = batch.num_rows
-                if rows == 0:
-                    continue
-                keys = _keys(batch, layout)
-                if dedup:  # Redis answers while the values are encoded below
-                    pipe.send(*_lookup(rows, keys, layout, probe))
-                commands, nanos = _hset(batch, keys, layout, ttl)
-                if dedup:
-                    if probe and pipe.read(1)[0]:  # some keys exist: look their times up
-                        probe = False
-                        pipe.send(*_lookup(rows, keys, layout, probe))
-                    if not probe:
-                        commands = _only_newer(commands, nanos, pipe.read(rows))
-                pipe.send(encoding.payload(commands))
-                pipe.sent_writes(len(commands) * (2 if ttl else 1))
-                written += len(commands)
-            pipe.drain()
-        return written
+        self.probe = probe
+        self.written = 0
+
+    def write(self, batch: pa.RecordBatch, keys: encoding.Pieces) -> None:
+        pipe, layout, rows = self.pipe, self.layout, batch.num_rows
+        if self.dedup:  # Redis answers while the values are encoded below
+            pipe.send(*_lookup(rows, keys, layout, self.probe))
+        commands, nanos = _hset(batch, keys, layout, self.ttl)
+        if self.dedup:
+            if self.probe and pipe.read(1)[0]:  # some keys exist: look their times up
+                self.probe = False
+                pipe.send(*_lookup(rows, keys, layout, self.probe))
+            if not self.probe:
+                commands = _only_newer(commands, nanos, pipe.read(rows))
+        pipe.send(encoding.payload(commands))
+        pipe.sent_writes(len(commands) * (2 if self.ttl else 1))
+        self.written += len(commands)
 
 
 def _standalone(client: Any) -> bool:
-    """A standalone (or Sentinel-managed) Redis; a cluster client routes each key by its slot
-    and so goes through redis-py's cluster pipeline."""
+    """A standalone (or Sentinel-managed) Redis; else a Redis Cluster (:func:`_write_cluster`)."""
     return isinstance(client, redis.Redis)
 
 
@@ -270,35 +291,49 @@ def _only_newer(
 
 
 def _write_cluster(
-    client: Any,
+    client: RedisCluster,
     batches: Iterable[pa.RecordBatch],
     layout: _ViewLayout,
     dedup: bool,
     ttl: bytes | None,
 ) -> int:
-    """The same writes through redis-py's cluster pipeline, which routes commands by slot."""
-    written = 0
-    for batch in batches:
-        rows = batch.num_rows
-        if rows == 0:
-            continue
-        keys = encoding.join(_keys(batch, layout), rows).to_pylist()
-        stamps, nanos = encoding.timestamps(batch.column(layout.columns.timestamp))
-        newer = np.ones(rows, dtype=np.bool_)
-        if dedup:
-            with client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.hget(key, layout.ts_field)
-                newer = _newer(nanos, pipe.execute())
-        values = [encoding.join(v, rows).to_pylist() for v in _values(batch, layout)]
-        stamp_list = stamps.to_arrow().to_pylist()
-        with client.pipeline(transaction=False) as pipe:
-            for i in np.flatnonzero(newer):
-                mapping = dict(zip(layout.fields, (v[i] for v in values), strict=True))
-                mapping[layout.ts_field] = stamp_list[i]
-                pipe.hset(keys[i], mapping=mapping)
-                if ttl:
-                    pipe.expire(keys[i], int(ttl))
-            pipe.execute()
-        written += int(newer.sum())
-    return written
+    """The same writes on a Redis Cluster: each batch split by the primary owning each key's
+    slot, each part written through that primary's own :class:`Pipeline`. No ``EXISTS`` probe
+    (a multi-key command must stay within one slot): dedup always looks times up per key. A
+    slot that moves during the run fails it (``MOVED``); a rerun writes only what is missing."""
+    owners = np.full(SLOTS, -1, dtype=np.int64)
+    primaries: list[Any] = []
+    for slot, nodes in client.nodes_manager.slots_cache.items():
+        if nodes[0] not in primaries:
+            primaries.append(nodes[0])
+        owners[slot] = primaries.index(nodes[0])
+    if (owners < 0).any():
+        raise redis.ClusterDownError("the Redis Cluster does not serve every slot")
+    with contextlib.ExitStack() as stack:
+        writers = [
+            _Writer(
+                stack.enter_context(Pipeline(client.get_redis_connection(node))),
+                layout,
+                dedup,
+                ttl,
+                probe=False,
+            )
+            for node in primaries
+        ]
+        for batch in batches:
+            rows = batch.num_rows
+            if rows == 0:
+                continue
+            keys = encoding.join(_keys(batch, layout), rows)
+            slots = np.fromiter((key_slot(k) for k in keys.to_pylist()), np.int64, rows)
+            node_of = owners[slots]
+            for n, writer in enumerate(writers):
+                picked = np.flatnonzero(node_of == n)
+                if len(picked) == rows:
+                    writer.write(batch, [keys])
+                elif len(picked):
+                    taken = pa.array(picked)
+                    writer.write(batch.take(taken), [keys.take(taken)])
+        for writer in writers:
+            writer.pipe.drain()
+    return sum(w.written for w in writers)

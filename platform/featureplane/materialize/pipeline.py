@@ -1,7 +1,8 @@
 """A raw, pipelined Redis connection for bulk writes: whole-batch buffers out, replies counted.
 
 redis-py's ``read_response`` costs microseconds per reply; a million HSETs would spend seconds
-there. This borrows one connection from the client's pool (so AUTH, SELECT and TLS are
+there. This borrows one connection from the client's pool (a Redis Cluster's writer opens one
+per primary, from that node's client) (so AUTH, SELECT and TLS are
 redis-py's) and writes prepared RESP buffers to its socket. Writes are not waited for: their
 replies are checked just before the next replies the caller needs, so Redis executes one batch
 while Python encodes the next. A write's reply (``HSET``, ``EXPIRE``: an integer, or an error)
@@ -20,7 +21,7 @@ import redis
 
 
 class Pipeline:
-    """One standalone-Redis connection used as a stream of commands and replies."""
+    """One Redis node's connection used as a stream of commands and replies."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._pool = client.connection_pool

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
-import redis
 
 from featureplane.errors import FeatureplaneError, MaterializationError, SuiteError, TenantSpecError
 from featureplane.materialize.quarantine import Quarantine, quarantine_dir
@@ -139,7 +138,7 @@ class QualityGate:
             _, report = quarantine.hold(batch, document)
         else:
             report = quarantine.warn(batch, document)
-        with redis.Redis.from_url(self._settings.require_redis_url()) as client:
+        with self._settings.redis_client() as client:
             for view, policy in failed.items():
                 runs.record_quality_failure(client, self._spec.name, view, policy)
         self.verdicts.append(Verdict(source, batch.name, outcome, failed, report))

@@ -4,13 +4,13 @@ Measured: requests served and entity rows read (the gateway's own counters, read
 ``/metrics``), rows materialized (run records in Redis), online bytes held in Redis (an
 estimate, below) and the CPU/memory quota of tenant.yaml (``kubernetes.requests``/``limits``).
 
-Online bytes: one SCAN of the keyspace (at most ``scan_limit`` keys; beyond that, counts are
-scaled by DBSIZE) attributes each feature key to the tenant whose Feast project name ends it
-(longest project name first; ``featureplane:*`` control keys are skipped), then
-``MEMORY USAGE key SAMPLES 0`` on up to ``sample_size`` keys per tenant; the sampled mean times
-the tenant's key count is the estimate. Keys of a tenant are alike (one hash per entity), so it is
-close, but it is an estimate, not an accounting. The gateway recomputes it at most every
-:data:`REFRESH_SECONDS`, in a thread.
+Online bytes: one SCAN of the keyspace (at most ``scan_limit`` keys; beyond that, counts are scaled
+by DBSIZE; on a Redis Cluster the SCAN and DBSIZE cover every primary) attributes each feature key
+to the tenant whose Feast project name ends it (longest project name first; ``featureplane:*``
+control keys are skipped), then ``MEMORY USAGE key SAMPLES 0`` on up to ``sample_size`` keys per
+tenant; the sampled mean times the tenant's key count is the estimate. Keys of a tenant are alike
+(one hash per entity), so it is close, but it is an estimate, not an accounting. The gateway
+recomputes it at most every :data:`REFRESH_SECONDS`, in a thread.
 
 Prices (``FEATUREPLANE_COST_PRICES``: a YAML file; unset, :class:`Prices`' defaults) are
 illustrative, not anyone's real rates.
@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 import yaml
@@ -32,6 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from featureplane.errors import ConfigError
 from featureplane.observability import runs
 from featureplane.tenancy.spec import TenantSpec
+
+if TYPE_CHECKING:
+    from featureplane.settings import Settings
 
 CONTROL_PREFIX = b"featureplane:"
 REFRESH_SECONDS = 60.0
@@ -119,7 +123,7 @@ def sample_online_bytes(
             break
     scale = 1.0
     if scanned >= scan_limit:
-        scale = max(1.0, float(client.dbsize()) / scanned)
+        scale = max(1.0, float(_dbsize(client)) / scanned)
     pipe = client.pipeline(transaction=False)
     for tenant in counts:
         for key in samples[tenant]:
@@ -133,11 +137,19 @@ def sample_online_bytes(
     return found
 
 
+def _dbsize(client: redis.Redis) -> int:
+    """Keys in the store: a cluster client answers for one node, so sum its primaries."""
+    if isinstance(client, redis.Redis):
+        return int(client.dbsize())
+    sizes = client.dbsize(target_nodes="primaries")
+    return sum(sizes.values()) if isinstance(sizes, dict) else int(sizes)
+
+
 class OnlineBytesCache:
     """The gateway's cached estimate: recomputed in a thread at most every ``max_age``."""
 
-    def __init__(self, redis_url: str, max_age: float = REFRESH_SECONDS) -> None:
-        self._client = redis.Redis.from_url(redis_url, socket_timeout=5.0)
+    def __init__(self, client: redis.Redis, max_age: float = REFRESH_SECONDS) -> None:
+        self._client = client
         self._max_age = max_age
         self._value: dict[str, OnlineBytes] | None = None
         self._at = 0.0
@@ -304,12 +316,13 @@ def usage(
 _GATEWAY: dict[str, tuple[OnlineBytesCache, Prices]] = {}
 
 
-def for_gateway(redis_url: str, prices_path: Path | None) -> tuple[OnlineBytesCache, Prices]:
+def for_gateway(settings: Settings, prices_path: Path | None) -> tuple[OnlineBytesCache, Prices]:
     """This worker's online-bytes cache and price model (loaded once; a bad file fails the
     scrape loudly rather than pricing with defaults nobody chose)."""
-    key = f"{redis_url}|{prices_path}"
+    key = f"{settings.redis_type}|{settings.redis_url}|{prices_path}"
     if key not in _GATEWAY:
-        _GATEWAY[key] = (OnlineBytesCache(redis_url), load_prices(prices_path))
+        client = settings.redis_client(socket_timeout=5.0)
+        _GATEWAY[key] = (OnlineBytesCache(client), load_prices(prices_path))
     return _GATEWAY[key]
 
 

@@ -30,7 +30,6 @@ from types import FrameType
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]  # no stubs pinned
-import redis
 from feast.grpc_error_interceptor import ErrorInterceptor
 from feast.permissions.auth.auth_manager import AuthManager, set_auth_manager
 from feast.permissions.security_manager import set_security_manager
@@ -121,9 +120,7 @@ def start(settings: Settings, host: str, port: int, tls: TlsFiles | None = None)
     policy = OwnershipPolicy(
         lambda: TenantCatalog.load(tenants_path), settings.registry_refresh_seconds
     )
-    token_store = redis.Redis.from_url(
-        settings.require_redis_url(), socket_timeout=settings.redis_timeout_seconds
-    )
+    token_store = settings.redis_client(socket_timeout=settings.redis_timeout_seconds)
     registry = open_registry(settings)
     set_security_manager(OwnershipSecurityManager(policy, registry))
     set_auth_manager(
