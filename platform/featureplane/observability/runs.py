@@ -37,6 +37,7 @@ def drift_key(tenant: str) -> str:
 class ViewRuns:
     """What the records say about one feature view."""
 
+    started: int = 0  # more than success + failure: runs in flight or killed
     success: int = 0
     failure: int = 0
     rows: int = 0
@@ -81,6 +82,12 @@ def record_success(
     pipe.execute()
 
 
+def record_start(client: redis.Redis, tenant: str, view: str) -> None:
+    """Counted before the write: a run killed mid-way (SIGKILL records nothing else) shows as
+    ``started`` exceeding ``success + failure``, never as a success."""
+    client.hincrby(runs_key(tenant), f"{view}|started", 1)
+
+
 def record_failure(client: redis.Redis, tenant: str, view: str, seconds: float) -> None:
     key = runs_key(tenant)
     pipe = client.pipeline(transaction=True)
@@ -115,7 +122,7 @@ def parse(raw: Mapping[bytes, bytes]) -> TenantRuns:
         view, _, attr = name.decode().rpartition("|")
         record = runs.views.setdefault(view, ViewRuns())
         number = float(value)
-        if attr in ("success", "failure", "rows"):
+        if attr in ("started", "success", "failure", "rows"):
             setattr(record, attr, int(number))
         elif attr in ("duration_seconds", "last_success", "newest_event"):
             setattr(record, attr, number)
