@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from featureplane.errors import FeatureplaneError
 
@@ -33,12 +33,16 @@ class LocalServer:
         log: Path,
         ready: Callable[[], bool],
         timeout: float,
+        **popen: Any,
     ) -> Self:
         """Start ``cmd`` with its output in ``log`` and poll ``ready`` until it says yes; a
-        process that exits or is not ready in time is an error quoting the log's tail."""
+        process that exits or is not ready in time is an error quoting the log's tail.
+        ``popen``: more ``subprocess.Popen`` arguments (``user``/``group`` to drop root)."""
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
-            self._proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+            self._proc = subprocess.Popen(
+                cmd, env=env, stdout=out, stderr=subprocess.STDOUT, **popen
+            )
         deadline = time.monotonic() + timeout
         while True:
             if self._proc.poll() is not None:

@@ -1,4 +1,8 @@
-"""Operational routes: liveness, readiness and Prometheus metrics."""
+"""Operational routes: liveness, readiness and Prometheus metrics.
+
+Readiness has three states (see :func:`ready`): ``ready``, ``degraded`` (serving the last
+registry snapshot while the registry cannot be refreshed; still HTTP 200) and ``not_ready`` (503).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
-from featureplane.gateway.state import StateDep
+from featureplane.gateway.models import ReadyResponse
+from featureplane.gateway.state import GatewayState, StateDep
 from featureplane.observability import cost, runs
 from featureplane.observability.metrics import (
     ScrapeSnapshot,
@@ -28,39 +33,145 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready")
+def registry_stale_after(refresh_seconds: float) -> float:
+    """Snapshot age past which a refresh counts as lost even without an error (one hung on a
+    silent database): three refresh periods, and at least one period plus the 30 s a refresh may
+    take against libpq's connect and TCP timeouts."""
+    return max(3 * refresh_seconds, refresh_seconds + 30)
+
+
+def registry_check(state: GatewayState, now: float | None = None) -> tuple[bool, str]:
+    """Whether the snapshot being served is current, and the readiness check's text for it."""
+    age = (now or time.time()) - state.catalog.loaded_at
+    if state.registry_error is not None:
+        return False, (
+            f"unavailable: {state.registry_error}; serving the snapshot of {age:.0f} s ago"
+        )
+    if age > registry_stale_after(state.settings.registry_refresh_seconds):
+        return False, f"stale: no refresh for {age:.0f} s; serving the last snapshot"
+    return True, "ok"
+
+
+_READY_EXAMPLE = {
+    "status": "ready",
+    "checks": {
+        "online_store": "ok",
+        "registry": "ok",
+        "registry_age_seconds": 4.2,
+        "projects": ["fraud", "pricing", "recsys"],
+    },
+}
+_DEGRADED_EXAMPLE = {
+    "status": "degraded",
+    "checks": {
+        "online_store": "ok",
+        "registry": "unavailable: registry postgresql://featureplane@pg:5432/registry is "
+        "unreachable: Connection refused; serving the snapshot of 95 s ago",
+        "registry_age_seconds": 95.1,
+        "projects": ["fraud", "pricing", "recsys"],
+    },
+}
+_NOT_READY_EXAMPLE = {
+    "status": "not_ready",
+    "checks": {
+        "online_store": "unreachable",
+        "registry": "ok",
+        "registry_age_seconds": 4.2,
+        "projects": ["fraud", "pricing", "recsys"],
+    },
+}
+
+
+@router.get(
+    "/ready",
+    responses={
+        200: {
+            "description": "Ready, or degraded: features are served (registry outages included)",
+            "model": ReadyResponse,
+            "content": {
+                "application/json": {
+                    "examples": {
+                        "ready": {"value": _READY_EXAMPLE},
+                        "degraded": {"value": _DEGRADED_EXAMPLE},
+                    }
+                }
+            },
+        },
+        503: {
+            "description": "Not ready: the online store does not answer (or no project loaded)",
+            "model": ReadyResponse,
+            "content": {"application/json": {"example": _NOT_READY_EXAMPLE}},
+        },
+    },
+)
 async def ready(state: StateDep) -> JSONResponse:
-    """Readiness: a registry snapshot is loaded and the online store answers."""
+    """Readiness: whether this replica should receive feature traffic.
+
+    - `ready` (200): the online store answers and the registry snapshot is current.
+    - `degraded` (200): the online store answers but the registry cannot be refreshed (its
+      database is down, or a refresh has not completed for `max(3 x refresh, refresh + 30 s)`).
+      The replica serves its last registry snapshot: reads are exact for every feature view
+      defined then; `checks.registry` names the failure and `checks.registry_age_seconds` how old
+      the snapshot is. Deliberately still 200: a registry outage is a control-plane outage that
+      hits every replica at once, and a 503 would make Kubernetes pull them all out of service
+      while the data they serve is fine. It is alerted on instead
+      (`featureplane_registry_up`, FeatureplaneRegistryUnavailable). It clears by itself at the
+      first successful refresh.
+    - `not_ready` (503): the online store does not answer (reads would be 503 anyway), or no
+      project is loaded.
+
+    A gateway cannot *start* without a registry: `featureplane serve` exits 1 naming the
+    registry, so a new replica never comes up serving nothing.
+    """
     store_ok = await state.reader.ping()
     catalog = state.catalog
+    now = time.time()
+    registry_ok, registry = registry_check(state, now)
     checks = {
         "online_store": "ok" if store_ok else "unreachable",
-        "registry": "ok" if state.registry_error is None else f"stale: {state.registry_error}",
-        "registry_age_seconds": round(time.time() - catalog.loaded_at, 3),
+        "registry": registry,
+        "registry_age_seconds": round(now - catalog.loaded_at, 3),
         "projects": sorted(catalog.projects),
     }
-    status = 200 if store_ok and catalog.projects else 503
-    return JSONResponse(
-        {"status": "ready" if status == 200 else "not_ready", "checks": checks}, status
-    )
+    if not (store_ok and catalog.projects):
+        return JSONResponse({"status": "not_ready", "checks": checks}, 503)
+    return JSONResponse({"status": "ready" if registry_ok else "degraded", "checks": checks}, 200)
 
 
-@router.get("/metrics")
+async def _used_memory(state: GatewayState) -> float:
+    """The store's ``used_memory``; a cluster's is the sum over its primaries."""
+    if state.settings.redis_type != "redis_cluster":
+        memory = await state.control.info("memory")
+        return float(memory["used_memory"])
+    per_node = await state.control.info("memory", target_nodes="primaries")
+    return float(sum(node["used_memory"] for node in per_node.values()))
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,  # not JSON: documented below as the Prometheus text format
+    responses={
+        200: {
+            "description": "Prometheus text exposition format 1.0.0",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(state: StateDep) -> Response:
     """Prometheus text exposition, merged over every worker process, plus what is computed at
-    scrape time (freshness, SLA targets, materialization runs, registry age, store health)."""
+    scrape time (freshness, SLA targets, materialization runs, registry age and health, store
+    health)."""
     catalog = state.catalog
     tenants = list(catalog.tenants.values())
     try:
         recorded = await runs.read_all(state.control, [t.name for t in tenants])
-        memory = await state.control.info("memory")
-        store_up, used = True, float(memory["used_memory"])
+        store_up, used = True, await _used_memory(state)
     except (RedisError, OSError):
         recorded, store_up, used = {}, False, None
     settings = state.settings
-    sampler, prices = cost.for_gateway(settings.require_redis_url(), settings.cost_prices)
+    sampler, prices = cost.for_gateway(settings, settings.cost_prices)
     online = None
-    if store_up and settings.redis_type == "redis":  # one SCAN cannot see a whole cluster
+    if store_up:
         online = await sampler.get(tenants)  # cached, recomputed in a thread every 60 s
     flush()  # this worker's buffered updates; the others flush every FLUSH_SECONDS
     snapshot = ScrapeSnapshot(
@@ -71,6 +182,7 @@ async def metrics(state: StateDep) -> Response:
         used,
         online_bytes=online,
         prices=prices,
+        registry_up=registry_check(state)[0],
     )
     # Merging the workers' files takes milliseconds: off the event loop, so requests do not wait.
     body = await asyncio.to_thread(exposition, scrape_families(snapshot))

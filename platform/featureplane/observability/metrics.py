@@ -192,6 +192,7 @@ class ScrapeSnapshot:
     now: float = field(default_factory=time.time)
     online_bytes: Mapping[str, OnlineBytes] | None = None  # None: not sampled (yet)
     prices: Prices = field(default_factory=Prices)
+    registry_up: bool = True  # the snapshot is current (refreshes succeed)
 
 
 def scrape_families(snap: ScrapeSnapshot) -> list[Metric]:
@@ -295,11 +296,18 @@ def scrape_families(snap: ScrapeSnapshot) -> list[Metric]:
         "featureplane_registry_age_seconds", "Age of the registry snapshot being served.", []
     )
     registry_age.add_metric([], snap.registry_age_seconds)
+    registry_up = gauge(
+        "featureplane_registry_up",
+        "1 if the registry snapshot is current; 0 while refreshes fail (or hang) and the gateway "
+        "serves its last snapshot.",
+        [],
+    )
+    registry_up.add_metric([], 1.0 if snap.registry_up else 0.0)
     store_up = gauge("featureplane_online_store_up", "1 if the online store answered.", [])
     store_up.add_metric([], 1.0 if snap.store_up else 0.0)
     families: list[Metric] = [
         freshness, sla_freshness, sla_latency, sla_availability, quota_limit,
-        runs, rows, quality_failures, duration, last_success, registry_age, store_up,
+        runs, rows, quality_failures, duration, last_success, registry_age, registry_up, store_up,
         drift_psi, drift_ks, drift_threshold,
     ]  # fmt: skip
     if snap.store_used_memory_bytes is not None:

@@ -287,3 +287,8 @@ def store_used_memory() -> str:
 def registry_age() -> str:
     """The oldest registry snapshot any replica is serving."""
     return f"max(featureplane_registry_age_seconds{selector()})"
+
+
+def registry_down() -> str:
+    """A gateway serving its last registry snapshot because refreshes fail (or hang)."""
+    return f"featureplane_registry_up{selector()} == 0"

@@ -146,6 +146,7 @@ def _platform_group() -> dict[str, Any]:
     materialization = "FeatureplaneMaterializationFailed"
     store = "FeatureplaneOnlineStoreDown"
     scrape = "FeatureplaneGatewayDown"
+    registry = "FeatureplaneRegistryUnavailable"
     rules = [
         {
             "alert": scrape,
@@ -196,6 +197,22 @@ def _platform_group() -> dict[str, Any]:
                 "description": "Feature reads through {{ $labels.instance }} are answered "
                 "503 (store_unavailable).",
                 "runbook_url": _runbook(store),
+            },
+        },
+        {
+            # Reads go on from each replica's last snapshot, so this is no data-plane outage;
+            # it pages all the same: applies fail, and a replica that restarts (deploy, node
+            # drain, OOM) cannot start without a registry, so capacity drains away.
+            "alert": registry,
+            "expr": q.registry_down(),
+            "for": "10m",
+            "labels": {"severity": "page"},
+            "annotations": {
+                "summary": "Gateway {{ $labels.instance }} cannot refresh the Feast registry.",
+                "description": "{{ $labels.instance }} serves its last registry snapshot "
+                "(/ready says degraded): applies fail, new definitions are not served, and a "
+                "gateway that restarts now cannot start.",
+                "runbook_url": _runbook(registry),
             },
         },
         *_drift_alerts(),

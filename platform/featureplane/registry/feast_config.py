@@ -3,6 +3,13 @@
 The template uses ``${FEATUREPLANE_*}`` variables. Feast's own CLI expands them from the
 environment (``os.path.expandvars``), so the same file serves `feast apply` subprocesses (given
 :func:`feast_env`) and in-process stores (:func:`repo_config`).
+
+A PostgreSQL registry URL gets libpq timeouts unless it sets its own (:func:`feast_registry_url`):
+Feast's SQL registry and SQLAlchemy set none, so against a blackholed server a connect waits for
+the kernel's SYN retries (~2 min) and a query on an established connection for TCP's
+retransmission timeout (~15 min). A stopped server refuses at once either way.
+:func:`check_registry` is the quick probe commands run first, so an unreachable registry is one
+clear line (``registry postgresql://host:port/db is unreachable: <cause>``), never a traceback.
 """
 
 from __future__ import annotations
@@ -11,10 +18,11 @@ import os
 from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
 
-from featureplane.errors import ConfigError
+from featureplane.errors import ConfigError, RegistryError
 from featureplane.settings import Settings
 from featureplane.tenancy.spec import TenantSpec
 
@@ -23,10 +31,78 @@ if TYPE_CHECKING:
     from feast.infra.registry.base_registry import BaseRegistry
 
 TEMPLATE_NAME = "feature_store.yaml"
+# libpq parameters added to a PostgreSQL registry URL that does not set them: give up a connect
+# after 5 s, and a connection whose sent data goes unacknowledged for 15 s (a dead peer).
+REGISTRY_CONNECT_TIMEOUTS = {"connect_timeout": "5", "tcp_user_timeout": "15000"}
 
 
 def template_path(settings: Settings) -> Path:
     return settings.feature_repo_path / TEMPLATE_NAME
+
+
+def feast_registry_url(settings: Settings) -> str:
+    """The registry URL Feast gets: :attr:`Settings.registry_url`, plus, for PostgreSQL, the
+    timeouts of :data:`REGISTRY_CONNECT_TIMEOUTS` the URL does not set itself."""
+    url = settings.registry_url
+    if not url.startswith("postgresql"):
+        return url
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    present = {key for key, _ in query}
+    query += [(k, v) for k, v in REGISTRY_CONNECT_TIMEOUTS.items() if k not in present]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def describe_registry(settings: Settings) -> str:
+    """The registry for messages and logs: ``postgresql://user@host:port/db`` (never the
+    password or query), or the SQLite file."""
+    url = settings.registry_url
+    if url.startswith("sqlite:///"):
+        return f"sqlite {url.removeprefix('sqlite:///')}"
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme.split('+')[0]}://{user}{parts.hostname or ''}{port}{parts.path}"
+
+
+def registry_failure(settings: Settings, exc: BaseException) -> str:
+    """``registry <where> is unreachable: <cause>`` (or ``cannot be read: <error>`` when the
+    database answered) — one line, no password, no traceback."""
+    reachable = type(exc).__name__ not in {"OperationalError", "InterfaceError"}
+    cause = exc
+    while getattr(cause, "orig", None) is not None:  # SQLAlchemy wraps the driver's error
+        cause = cause.orig  # type: ignore[attr-defined]
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    text = lines[0] if lines else type(cause).__name__
+    text = text.rsplit(" failed: ", 1)[-1]  # libpq: 'connection to server at … failed: <why>'
+    password = urlsplit(settings.registry_url).password
+    if password:
+        text = text.replace(password, "***")
+    if reachable:
+        return (
+            f"registry {describe_registry(settings)} cannot be read: {type(cause).__name__}: {text}"
+        )
+    return f"registry {describe_registry(settings)} is unreachable: {text}"
+
+
+def check_registry(settings: Settings) -> None:
+    """Connect to the registry database once (PostgreSQL: within ``connect_timeout``); raise
+    :class:`RegistryError` with :func:`registry_failure`'s one line when that fails."""
+    url = feast_registry_url(settings)
+    if url.startswith("sqlite:///"):
+        return  # a local file: nothing to reach (SQLite creates it)
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        raise RegistryError(registry_failure(settings, exc)) from None
+    finally:
+        engine.dispose()
 
 
 def feast_env(settings: Settings, project: str) -> dict[str, str]:
@@ -37,7 +113,7 @@ def feast_env(settings: Settings, project: str) -> dict[str, str]:
         )
     return {
         "FEATUREPLANE_PROJECT": project,
-        "FEATUREPLANE_REGISTRY_URL": settings.registry_url,
+        "FEATUREPLANE_REGISTRY_URL": feast_registry_url(settings),
         "FEATUREPLANE_REDIS_TYPE": settings.redis_type,
         "FEATUREPLANE_REDIS_CONNECTION": settings.feast_redis_connection,
         "FEATUREPLANE_DATA_DIR": str(settings.data_path),
