@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from featureplane.embedded.gateway import settings_env
 from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.registry.apply import apply_tenant
 from featureplane.registry.audit import audit_path
@@ -187,14 +188,7 @@ class Tree:
 
     @property
     def env(self) -> dict[str, str]:
-        s = self.settings
-        return {
-            "FEATUREPLANE_DATA_DIR": str(s.data_path),
-            "FEATUREPLANE_REGISTRY": str(s.registry),
-            "FEATUREPLANE_REDIS_URL": str(s.redis_url),
-            "FEATUREPLANE_TENANTS_DIR": str(s.tenants_path),
-            "FEATUREPLANE_FEATURE_REPO_DIR": str(s.feature_repo_path),
-        }
+        return settings_env(self.settings)
 
 
 @dataclass(frozen=True)

@@ -71,29 +71,28 @@ def coerce_key_value(join_key: str, value_type: int, value: Any) -> tuple[Any, b
     """Validate one JSON join-key value: returns it as Feast would echo it, and its key bytes."""
     if value_type in _INT_RANGES:
         if isinstance(value, bool) or not isinstance(value, int | str):
+            huge = isinstance(value, float) and abs(value) >= 2**63
             raise BadRequestError(
-                f"entity {join_key!r}: expected {_TYPE_NAMES[value_type]}, "
-                f"got {json_type(value)} {value!r}"
+                f"entity {join_key!r}: expected {_TYPE_NAMES[value_type]}, got {shown(value)}"
+                + (_HUGE_INT_HINT if huge else "")
             )
         if isinstance(value, str):
             try:
                 value = int(value)
             except ValueError:
                 raise BadRequestError(
-                    f"entity {join_key!r}: expected {_TYPE_NAMES[value_type]}, got string {value!r}"
+                    f"entity {join_key!r}: expected {_TYPE_NAMES[value_type]}, got {shown(value)}"
                 ) from None
         low, high = _INT_RANGES[value_type]
         if not low <= value <= high:
             raise BadRequestError(
-                f"entity {join_key!r}: {value} is out of range for {_TYPE_NAMES[value_type]}"
+                f"entity {join_key!r}: {shown(value)} is out of range for {_TYPE_NAMES[value_type]}"
             )
         raw = struct.pack("<i" if value_type == INT32 else "<q", value)
         return value, struct.pack("<II", value_type, len(raw)) + raw
     if value_type == STRING:
         if not isinstance(value, str):
-            raise BadRequestError(
-                f"entity {join_key!r}: expected string, got {json_type(value)} {value!r}"
-            )
+            raise BadRequestError(f"entity {join_key!r}: expected string, got {shown(value)}")
         raw = value.encode()
         return value, struct.pack("<II", STRING, len(raw)) + raw
     if value_type == BYTES:
@@ -104,9 +103,27 @@ def coerce_key_value(join_key: str, value_type: int, value: Any) -> tuple[Any, b
         try:
             raw = base64.b64decode(value, validate=True)
         except ValueError:
-            raise BadRequestError(f"entity {join_key!r}: {value!r} is not valid base64") from None
+            raise BadRequestError(
+                f"entity {join_key!r}: {shown(value)} is not valid base64"
+            ) from None
         return value, struct.pack("<II", BYTES, len(raw)) + raw
     raise BadRequestError(f"entity {join_key!r}: value type {value_type} cannot be a join key")
+
+
+_HUGE_INT_HINT = " (JSON integers beyond 64 bits are read as floating point)"
+_SHOWN_CHARS = 80
+
+
+def shown(value: Any) -> str:
+    """A request value for an error message: its JSON type and, for a scalar, its value, cut
+    short. Never the repr of a container: a deeply nested one would overflow the stack."""
+    kind = json_type(value)
+    if value is None or isinstance(value, list | dict):
+        return kind
+    text = repr(value)
+    if len(text) > _SHOWN_CHARS:
+        text = f"{text[:_SHOWN_CHARS]}... ({len(text)} characters)"
+    return f"{kind} {text}"
 
 
 def json_type(value: Any) -> str:

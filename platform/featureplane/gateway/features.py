@@ -14,11 +14,14 @@ carries no read rechecks the token first, so a revoked token never learns more t
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
 import orjson
+from fastapi import Security
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
@@ -55,12 +58,13 @@ log = logging.getLogger("featureplane.gateway")
 _ERRORS = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
-        400: "Unknown feature view, feature or service; missing or mistyped join keys.",
+        400: "Unknown feature view, feature or service; missing or mistyped join keys; a body "
+        "that is not JSON (empty, invalid UTF-8, NaN/Infinity, nested over 1024 levels).",
         401: "No, unknown, expired or revoked bearer token.",
         403: "The feature view or service belongs to a tenant that has not shared it with you.",
         405: "Not a POST.",
-        413: "Body, entity rows or features over the tenant's size quota.",
-        415: "The body is not JSON.",
+        413: "Body (declared or streamed), entity rows or features over the tenant's size quota.",
+        415: "A Content-Type that is not JSON (none at all is read as JSON, as Feast does).",
         422: "JSON, but not a get-online-features request.",
         429: "Rate or concurrency quota spent; see Retry-After.",
         503: "The online store is unavailable.",
@@ -69,7 +73,8 @@ _ERRORS = {
 
 
 async def _documented() -> GetOnlineFeaturesResponse:
-    """Feature values for entity rows, in the shape of Feast's feature server."""
+    """Feature values for entity rows, in the shape of Feast's feature server. The tenant is
+    the bearer token's: a featureplane tenant token, or a Kubernetes service-account token."""
     raise NotImplementedError  # never routed: FeaturesEndpoint serves this path
 
 
@@ -77,6 +82,9 @@ documented_route = APIRoute(
     PATH,
     _documented,
     methods=["POST"],
+    summary="Get online features",
+    operation_id="get_online_features",
+    dependencies=[Security(HTTPBearer(description="A tenant's token."))],  # documents auth
     response_model=GetOnlineFeaturesResponse,
     responses=_ERRORS,  # type: ignore[arg-type]
     openapi_extra={
@@ -123,6 +131,29 @@ def _is_str_list(value: Any) -> bool:
     return type(value) is list and all(type(v) is str for v in value)
 
 
+# What clients send for non-finite floats (Python's json.dumps writes NaN, Infinity, -Infinity).
+_NON_FINITE = re.compile(r"-?(?:NaN|nan|Infinity|infinity|Inf|inf)")
+
+
+def _json_problem(body: bytes, exc: orjson.JSONDecodeError) -> str:
+    """What is wrong with a body orjson refused, in words a client can act on."""
+    if not body.strip():
+        return "the body is empty: expected a JSON get-online-features request"
+    if "UTF-8" in exc.msg or "surrogate" in exc.msg:
+        return f"the body is not valid UTF-8 JSON: {exc}"
+    if "depth limit" in exc.msg:
+        return f"the body is not valid JSON: it nests arrays/objects over 1024 levels deep ({exc})"
+    text = body.decode("utf-8", "replace")
+    start = exc.pos - 1 if text[exc.pos - 1 : exc.pos] == "-" else exc.pos  # orjson: after "-"
+    literal = _NON_FINITE.match(text, max(start, 0))
+    if literal is not None:
+        return (
+            f"the body is not valid JSON: {literal[0]} (at character {literal.start()}) is not a "
+            "JSON number; JSON has no NaN or Infinity, send null instead"
+        )
+    return f"the body is not valid JSON: {exc}"
+
+
 def _parse(body: bytes, content_type: str | None) -> FeatureRequest:
     if content_type and "json" not in content_type.split(";", 1)[0].lower():
         raise UnsupportedMediaTypeError(
@@ -131,7 +162,7 @@ def _parse(body: bytes, content_type: str | None) -> FeatureRequest:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequestError(f"the body is not valid JSON: {exc}") from None
+        raise BadRequestError(_json_problem(body, exc)) from None
     # The usual request needs no validation beyond these checks; anything else goes through
     # the model, which names the problem.
     if type(payload) is dict and payload.keys() <= _PLAIN_FIELDS:

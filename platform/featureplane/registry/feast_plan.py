@@ -269,11 +269,31 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:  # Feast's repo checks exit after printing why
         print(f"feast refused {repo} (exit {exc.code})", file=sys.stderr)
         return 1
-    except Exception:
-        traceback.print_exc()
+    except Exception as exc:
+        print(_where_it_failed(repo, exc), file=sys.stderr)
         return 1
     json.dump(doc, sys.stdout)
     return 0
+
+
+def _where_it_failed(repo: Path, exc: BaseException) -> str:
+    """An exception raised while Feast imported the tenant's modules, as the tenant's file,
+    line and problem (no traceback: the frames of importlib and Feast say nothing to a tenant)."""
+    problem = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where, line, text = exc.filename, exc.lineno, exc.text
+        problem = f"{type(exc).__name__}: {exc.msg}"
+    else:
+        frames = [
+            f
+            for f in traceback.extract_tb(exc.__traceback__)
+            if Path(f.filename).is_relative_to(repo)
+        ]
+        if not frames:  # raised by Feast itself, not in a tenant file
+            return f"{repo}: {problem}"
+        where, line, text = frames[-1].filename, frames[-1].lineno, frames[-1].line
+    source = f"\n    {text.strip()}" if text and text.strip() else ""
+    return f"{where}, line {line}: {problem}{source}"
 
 
 if __name__ == "__main__":

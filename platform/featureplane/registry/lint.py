@@ -15,6 +15,8 @@ description        error    a feature view or entity without a description
 owner              error    a feature view whose ``owner`` (Feast's field) or ``tags["owner"]``
                             is missing or not an owner email in tenants/<t>/tenant.yaml
 ttl                error    a feature view with no ttl (or 0)
+entity-ref         error    a feature view names an entity the repo does not define (Feast
+                            applies it, and every read and materialization of it then fails)
 feast              error    Feast itself refused the repo (its message)
 entity-owner       warning  an entity whose owner is missing or not a tenant owner
 feature-doc        warning  features without a description
@@ -63,6 +65,7 @@ def lint_repo(settings: Settings, spec: TenantSpec, plan: FeastPlan) -> list[Fin
     findings = [
         *lint_modules(repo, plan.modules),
         *lint_unique_names(repo, plan.objects),
+        *lint_entity_refs(repo, plan.objects),
         *lint_objects(settings, spec, repo, plan.objects),
     ]
     if plan.error:
@@ -143,6 +146,31 @@ def lint_unique_names(repo: Path, objects: list[RepoObject]) -> Iterator[Finding
                 obj.name,
                 f"{_where(repo, obj)}: {namespace} {obj.name!r} is defined more than once "
                 f"in project {repo.name!r}: {places}; one would silently replace the other",
+            )
+
+
+_DUMMY_ENTITY = "__dummy"  # feast.feature_view.DUMMY_ENTITY_NAME: a view without entities
+
+
+def lint_entity_refs(repo: Path, objects: list[RepoObject]) -> Iterator[Finding]:
+    defined = {o.name for o in objects if o.object_type == "entity"}
+    for obj in objects:
+        if obj.object_type not in _VIEWS:
+            continue
+        unknown = [
+            e for e in obj.spec.get("entities", []) if e not in defined and e != _DUMMY_ENTITY
+        ]
+        if unknown:
+            known = ", ".join(sorted(defined)) or "none"
+            yield Finding(
+                "entity-ref",
+                "error",
+                display(repo / obj.file),
+                obj.object_type,
+                obj.name,
+                f"{_where(repo, obj)}: feature view {obj.name!r} uses entities {unknown} that "
+                f"the repo does not define (defined: {known}); define each Entity at module "
+                "level",
             )
 
 

@@ -7,7 +7,7 @@ the file and the field (``tenants/fraud/tenant.yaml: quotas.burst: ...``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,32 @@ SPEC_FILE = "tenant.yaml"
 SCHEMA_FILE = "tenant.schema.json"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last
+    silently: a second ``burst:`` would quietly win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_spec(path: Path) -> TenantSpec:
     """Parse and validate one tenant.yaml; the folder name must equal ``name``."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
     except OSError as exc:
         raise TenantSpecError(path, [("<file>", f"cannot be read: {exc.strerror}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise TenantSpecError(
+            path, [("<file>", f"not UTF-8 text (byte {exc.start}: {exc.reason})")]
+        ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "<file>"
@@ -60,20 +80,24 @@ class TenantCatalog(Mapping[str, TenantSpec]):
         specs: dict[str, TenantSpec] = {}
         files = sorted(tenants_dir.glob(f"*/{SPEC_FILE}"))
         errors: list[str] = []
+        broken: set[str] = set()  # folders whose spec failed: not "unknown" to the cross checks
         for path in files:
             try:
                 spec = load_spec(path)
             except TenantSpecError as exc:
                 errors.append(str(exc))
+                broken.add(path.parent.name)
                 continue
             specs[spec.name] = spec
         catalog = cls(specs, tenants_dir)
-        errors.extend(catalog._cross_check(feature_repo_dir))
+        errors.extend(catalog._cross_check(feature_repo_dir, broken))
         if errors:
             raise TenantSpecError(tenants_dir, [("<catalog>", e) for e in errors])
         return catalog
 
-    def _cross_check(self, feature_repo_dir: Path | None) -> Iterator[str]:
+    def _cross_check(
+        self, feature_repo_dir: Path | None, broken: set[str] | None = None
+    ) -> Iterator[str]:
         seen_projects: dict[str, str] = {}
         seen_namespaces: dict[str, str] = {}
         for spec in self.tenants.values():
@@ -88,7 +112,7 @@ class TenantCatalog(Mapping[str, TenantSpec]):
                 for grantee in grant.tenants:
                     if grantee == spec.name:
                         yield f"{path}: sharing.{i}.tenants: a tenant cannot share with itself"
-                    elif grantee not in self.tenants:
+                    elif grantee not in self.tenants and grantee not in (broken or ()):
                         yield f"{path}: sharing.{i}.tenants: unknown tenant {grantee!r}"
             if feature_repo_dir is not None and not (feature_repo_dir / spec.name).is_dir():
                 yield f"{path}: name: no Feast definitions at {feature_repo_dir / spec.name}/"

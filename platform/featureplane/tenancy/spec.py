@@ -26,7 +26,9 @@ QualityPolicy = Literal["strict", "warn"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a YAML `burst: yes` (true) or `burst: "5"` is a mistake, not 1 or 5; an integer
+    # is still a valid float. No .inf/.nan: no quota or target is infinite.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Owner(_Strict):
