@@ -29,6 +29,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from featureplane.redact import redact
+
 if TYPE_CHECKING:
     from featureplane.materialize.runner import MaterializeReport
 
@@ -92,6 +94,9 @@ class GatewayError(FeatureplaneError):
     code = "internal_error"
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        # Messages quote what the client sent (a feature ref, a JSON fragment): a bearer token
+        # pasted there must not come back in the body, nor reach logs.
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.headers = headers or {}

@@ -262,3 +262,155 @@ def test_chart_copies_are_current() -> None:
         assert not stale, f"{copy} is stale: run `featureplane dashboards generate`"
     carried = set((CHART / "files/dashboards").glob("*.json"))
     assert carried == {copy for _, copy in pairs if copy.suffix == ".json"}
+
+
+# -- security: every Pod the chart renders -------------------------------------------------------
+
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"}
+# Where each container may write (the root filesystem is read-only): emptyDirs or the data PVC.
+WRITABLE = {
+    "gateway": {"/tmp", "/var/run/featureplane", "/var/lib/featureplane"},
+    "materialize": {"/tmp", "/var/lib/featureplane"},
+    "curl": set(),
+}
+SECRET_ENV = {"FEATUREPLANE_TOKEN_PEPPER", "FEATUREPLANE_REGISTRY", "FEATUREPLANE_REDIS_URL"}
+
+
+def pod_specs(objs: tuple[Obj, ...]) -> list[tuple[str, Obj]]:
+    """(``Kind/name``, Pod spec) of every workload object."""
+    found = []
+    for obj in objs:
+        if obj["kind"] not in WORKLOAD_KINDS:
+            continue
+        spec = obj["spec"]
+        if obj["kind"] == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        if obj["kind"] != "Pod":
+            spec = spec["template"]["spec"]
+        found.append((f"{obj['kind']}/{obj['metadata']['name']}", spec))
+    return found
+
+
+@pytest.mark.parametrize("values", SCENARIOS)
+def test_every_container_is_non_root_read_only_and_unprivileged(values: str) -> None:
+    pods = pod_specs(scenario(values))
+    assert {name.split("/")[0] for name, _ in pods} >= {"Deployment", "CronJob", "Pod"}
+    for name, pod in pods:
+        pod_sc = pod.get("securityContext", {})
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not pod.get(key), f"{name}: {key}"
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for volume in volumes.values():
+            assert "hostPath" not in volume, f"{name}: hostPath volume {volume['name']}"
+        containers = [*pod.get("initContainers", []), *pod["containers"]]
+        for container in containers:
+            where = f"{name}/{container['name']}"
+            sc = container.get("securityContext", {})
+
+            def effective(key: str, sc: Obj = sc, pod_sc: Obj = pod_sc) -> Any:
+                return sc.get(key, pod_sc.get(key))
+
+            assert effective("runAsNonRoot") is True, where
+            assert isinstance(effective("runAsUser"), int), where
+            assert effective("runAsUser") > 0, where
+            assert effective("seccompProfile") == {"type": "RuntimeDefault"}, where
+            assert sc.get("readOnlyRootFilesystem") is True, where
+            assert sc.get("allowPrivilegeEscalation") is False, where
+            assert sc.get("privileged") is not True, where
+            assert "ALL" in sc["capabilities"]["drop"], where
+            assert not sc["capabilities"].get("add"), where
+            writable = {
+                m["mountPath"]
+                for m in container.get("volumeMounts", [])
+                if not m.get("readOnly")
+                and {"emptyDir", "persistentVolumeClaim"} & set(volumes[m["name"]])
+            }
+            others = [
+                m["mountPath"]
+                for m in container.get("volumeMounts", [])
+                if not m.get("readOnly") and m["mountPath"] not in writable
+            ]
+            assert not others, f"{where}: writable mounts that are not emptyDir/PVC: {others}"
+            assert writable == WRITABLE[container["name"]], where
+
+
+@pytest.mark.parametrize("values", SCENARIOS)
+def test_secrets_come_from_secret_references_only(values: str) -> None:
+    for name, pod in pod_specs(scenario(values)):
+        for container in pod["containers"]:
+            if container["name"] == "curl":
+                continue
+            env = env_of(container)
+            assert env["FEATUREPLANE_ENVIRONMENT"]["value"] == "production", name
+            for secret in SECRET_ENV:
+                ref = env[secret]["valueFrom"]["secretKeyRef"]
+                assert ref["name"]
+                assert ref["key"]
+                assert not ref.get("optional"), f"{name}: {secret} may be missing"
+            for var in container["env"]:
+                value = str(var.get("value", ""))
+                assert "fpt_" not in value, f"{name}: a token in {var['name']}"
+                assert not ("://" in value and "@" in value), (
+                    f"{name}: credentials in {var['name']}"
+                )
+        # Only the gateway with Kubernetes auth (TokenReview) gets an API token.
+        if name.startswith("Deployment/"):
+            kubernetes_auth = "kubernetesAuth: true" in (CHART / "ci" / values).read_text()
+            assert pod["automountServiceAccountToken"] is kubernetes_auth, name
+        else:
+            assert pod["automountServiceAccountToken"] is False, name
+
+
+@pytest.mark.parametrize(
+    "weaken",
+    [
+        ["--set", "securityContext.readOnlyRootFilesystem=false"],
+        ["--set", "securityContext.allowPrivilegeEscalation=true"],
+        ["--set", "securityContext.privileged=true"],
+        ["--set", "securityContext.runAsNonRoot=false"],
+        ["--set", "securityContext.runAsUser=0"],
+        ["--set", "securityContext.capabilities.drop={NET_RAW}"],
+        ["--set", "securityContext.capabilities.add={NET_ADMIN}"],
+        ["--set", "securityContext.seccompProfile.type=Unconfined"],
+        ["--set", "podSecurityContext.runAsNonRoot=false"],
+        ["--set", "podSecurityContext.runAsUser=0"],
+        ["--set", "podSecurityContext.seccompProfile.type=Unconfined"],
+        ["--set", "securityContext=null"],
+        ["--set", "secrets.tokenPepper.name="],
+        ["--set", "registry.existingSecret="],
+        ["--set", "redis.existingSecret="],
+    ],
+)
+def test_schema_refuses_weakened_security(weaken: list[str]) -> None:
+    done = helm("template", RELEASE, str(CHART), *weaken)
+    assert done.returncode != 0, f"{weaken} rendered"
+    assert "values don't meet the specifications of the schema" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("name", ["FEATUREPLANE_ENVIRONMENT", *sorted(SECRET_ENV)])
+def test_extra_env_cannot_override_environment_or_secrets(name: str) -> None:
+    done = helm(
+        "template", RELEASE, str(CHART),
+        "--set", f"extraEnv[0].name={name}", "--set", "extraEnv[0].value=development",
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert f"extraEnv must not set {name}" in done.stderr
+
+
+def test_dockerfile_runs_as_a_non_root_user() -> None:
+    lines = [
+        line.split("#", 1)[0].strip()
+        for line in (CHART.parent.parent / "Dockerfile").read_text().splitlines()
+    ]
+    users = [line.split(None, 1)[1] for line in lines if line.upper().startswith("USER ")]
+    assert users, "the Dockerfile sets no USER: the image would run as root"
+    uid, _, gid = users[-1].partition(":")
+    assert uid.isdigit(), "a numeric USER, so runAsNonRoot can verify it"
+    assert int(uid) > 0
+    assert not gid or int(gid) > 0
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["podSecurityContext"]["runAsUser"] == int(uid)
+    assert values["securityContext"]["runAsUser"] == int(uid)
+    # Nothing after USER switches back or writes into the image at run time.
+    after = lines[lines.index(f"USER {users[-1]}") + 1 :]
+    assert not [line for line in after if line.upper().startswith(("RUN ", "USER "))]

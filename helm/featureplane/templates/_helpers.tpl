@@ -107,6 +107,11 @@ app.kubernetes.io/component: gateway
 - name: FEATUREPLANE_OTLP_ENDPOINT
   value: {{ . | quote }}
 {{- end }}
+{{- range .Values.extraEnv }}
+{{- if has .name (list "FEATUREPLANE_ENVIRONMENT" "FEATUREPLANE_TOKEN_PEPPER" "FEATUREPLANE_REGISTRY" "FEATUREPLANE_REDIS_URL") }}
+{{- fail (printf "extraEnv must not set %s: the chart sets it (production; secrets only through the Secret references in secrets/registry/redis)" .name) }}
+{{- end }}
+{{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}

@@ -26,7 +26,8 @@ from featureplane.observability.metrics import (
     buffered_histogram,
 )
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# A caller's id is echoed and logged: never one that is a bearer token (sent there by mistake).
+_REQUEST_ID = re.compile(r"^(?!fpt_)[A-Za-z0-9._:-]{1,128}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 access_log = logging.getLogger(ACCESS_LOGGER)
 _UNTRACED = contextlib.nullcontext()
