@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint system-deps bench-deps bench bench-quick bench-quotas venv clean
+.PHONY: help demo test lint system-deps bench-deps bench bench-quick bench-quotas soak chaos venv clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,12 @@ bench-quick: system-deps bench-deps venv  ## The same on 100k rows and 5 s cells
 
 bench-quotas: system-deps bench-deps venv  ## B's latency alone and under A's flood; throughput with quotas on/off
 	$(BIN)/python -m tests.benchmarks.quota_isolation
+
+soak: system-deps bench-deps venv  ## Two tenants at half the max rate for 10 minutes: errors, RSS growth, p99 per minute
+	$(BIN)/python -m tests.benchmarks.soak --minutes 10
+
+chaos: system-deps venv  ## The fault-injection tests alone, with the figures they print (also part of make test)
+	$(BIN)/pytest -s -m chaos
 
 clean:  ## Remove the venv and the demo's data
 	rm -rf $(VENV) .featureplane .pytest_cache .mypy_cache .ruff_cache
