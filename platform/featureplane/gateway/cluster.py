@@ -23,8 +23,8 @@ before the command was written). A reservation lost with its connection is not r
 may have run, and running it twice would take quota twice; the caller gets the error (503) and
 the lost reservation expires with its lease.
 
-When a primary dies, requests touching its slots fail (503 ``store_unavailable``, at once once
-its circuit breaker is open) until a replica is promoted (about the cluster's
+When a primary dies, requests touching its slots fail (503 ``store_unavailable``, immediately
+once its circuit breaker is open) until a replica is promoted (about the cluster's
 ``cluster-node-timeout`` plus an election) and the next refresh sees it. Once the other nodes
 mark it failed, Redis itself (``cluster-require-full-coverage yes``, the default) answers
 ``CLUSTERDOWN`` for every slot until the promotion, so then every request fails; bounded by the
@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS
 from redis.crc import key_slot
 
 from featureplane.errors import StoreUnavailableError
@@ -45,7 +46,6 @@ from featureplane.gateway.connection import NotSentError, ReplyError, SharedConn
 from featureplane.redis_clients import ClusterUrl
 from featureplane.resp import Command, pack_all, pack_hmgets
 
-SLOTS = 16384
 REFRESH_INTERVAL = 0.1  # seconds between slot-map refreshes, at least
 _IDEMPOTENT = frozenset({b"HMGET", b"HGET", b"HGETALL", b"GET", b"EXISTS", b"PING"})
 _RETRYABLE = ("MOVED ", "ASK ", "CLUSTERDOWN", "TRYAGAIN")
@@ -121,7 +121,7 @@ class ClusterConnection:
         pack: Callable[[list[int]], bytes],
     ) -> list[Any]:
         if not self._primaries:
-            await self._refresh(force=True)
+            await self._refresh()
         replies: list[Any] = [None] * len(keys)
         failed: dict[int, StoreUnavailableError | ReplyError] = {}
         await self._send_groups(self._group(keys), pack, replies, failed)
@@ -182,19 +182,22 @@ class ClusterConnection:
     ) -> None:
         async def send(address: Address, asking: bool, idx: list[int]) -> None:
             node = self._node(address)
-            try:
-                if asking:  # one ASKING before each command: it holds for the next one only
-                    for i in idx:
-                        payload = pack_all([[b"ASKING"]]) + pack([i])
-                        replies[i] = (await node.execute_packed(payload, 2))[1]
-                else:
-                    got = await node.execute_packed(pack(idx), len(idx))
-                    for i, reply in zip(idx, got, strict=True):
-                        replies[i] = reply
-            except StoreUnavailableError as exc:
-                for i in idx:
-                    failed[i] = exc
-                return
+            # One write for the group; after ASK, one ASKING before each command (it holds for
+            # the next command only), so commands go one by one.
+            batches = [[i] for i in idx] if asking else [idx]
+            for n, batch in enumerate(batches):
+                payload = pack(batch)
+                if asking:
+                    payload = pack_all([[b"ASKING"]]) + payload
+                try:
+                    got = await node.execute_packed(payload, len(batch) + asking)
+                except StoreUnavailableError as exc:
+                    for later in batches[n:]:  # what ran before keeps its reply
+                        for i in later:
+                            failed[i] = exc
+                    return
+                for i, reply in zip(batch, got[asking:], strict=True):
+                    replies[i] = reply
             for i in idx:
                 if _retryable(replies[i]):
                     failed[i] = replies[i]
@@ -207,18 +210,22 @@ class ClusterConnection:
 
     # -- the slot map ----------------------------------------------------------------------
 
-    async def _refresh(self, force: bool = False) -> None:
-        """Reload the slot map (shared by concurrent callers; rate-limited unless ``force``)."""
-        if self._refreshing is None:
-            if not force and time.monotonic() - self._refreshed_at < REFRESH_INTERVAL:
-                return
-            self._refreshing = asyncio.create_task(self._load_slots())
+    async def _refresh(self) -> None:
+        """Reload the slot map: shared by concurrent callers, at most every REFRESH_INTERVAL
+        (the first time at once), so a dead cluster is not dialled on every request."""
         task = self._refreshing
-        try:
-            await asyncio.shield(task)
-        finally:
-            if task.done() and self._refreshing is task:
-                self._refreshing = None
+        if task is None:
+            if time.monotonic() - self._refreshed_at < REFRESH_INTERVAL:
+                return
+            task = self._refreshing = asyncio.create_task(self._load_slots())
+            task.add_done_callback(self._refreshed)
+        await asyncio.shield(task)  # a cancelled caller leaves the refresh to the others
+
+    def _refreshed(self, task: asyncio.Task[None]) -> None:
+        if self._refreshing is task:
+            self._refreshing = None
+        if not task.cancelled():
+            task.exception()  # retrieved even when every caller gave up waiting
 
     async def _load_slots(self) -> None:
         self._refreshed_at = time.monotonic()
@@ -266,7 +273,7 @@ class ClusterConnection:
         """Whether every slot is served: each primary of a full slot map answers PING."""
         try:
             if not self._primaries:
-                await self._refresh(force=True)
+                await self._refresh()
             ok = await self._ping_primaries()
             if not ok:  # maybe a failover since: look again before answering
                 await self._refresh()

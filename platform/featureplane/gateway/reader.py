@@ -48,10 +48,7 @@ class RedisOnlineReader:
             # connection (a Redis restart, a failover); a dead store fails fast on the breaker.
             await asyncio.sleep(random.uniform(0.005, 0.02))
             replies = await self._connection.execute_packed(payload, len(commands))
-        for reply in replies:
-            if isinstance(reply, ReplyError):
-                raise StoreUnavailableError(f"online store refused a read: {reply}")
-        return replies
+        return _checked(replies)
 
     async def ping(self) -> bool:
         try:

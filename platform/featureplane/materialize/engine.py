@@ -60,14 +60,14 @@ from feast.repo_config import FeastConfigBaseModel
 from feast.utils import _get_column_names
 from pydantic import StrictInt
 from redis.cluster import RedisCluster
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS
 from redis.crc import key_slot
+from redis.exceptions import ClusterDownError
 
 from featureplane.gateway import codec
 from featureplane.materialize import encoding
 from featureplane.materialize.filesource import Columns, LatestRows, latest_mask, local_parquet_path
 from featureplane.materialize.pipeline import Pipeline
-
-SLOTS = 16384  # Redis Cluster hash slots
 
 
 class FeatureplaneEngineConfig(FeastConfigBaseModel):  # type: ignore[misc]  # Feast is untyped
@@ -308,7 +308,7 @@ def _write_cluster(
             primaries.append(nodes[0])
         owners[slot] = primaries.index(nodes[0])
     if (owners < 0).any():
-        raise redis.ClusterDownError("the Redis Cluster does not serve every slot")
+        raise ClusterDownError("the Redis Cluster does not serve every slot")
     with contextlib.ExitStack() as stack:
         writers = [
             _Writer(

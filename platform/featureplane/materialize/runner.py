@@ -128,7 +128,7 @@ def _write_pending(settings: Settings, project: str, source: str, earliest: date
 @contextmanager
 def _tenant_lock(settings: Settings, project: str) -> Iterator[None]:
     """One materialization per tenant at a time; the kernel drops the lock if its holder dies."""
-    path = settings.data_path / "state" / f"{project}.lock"
+    path = _state_dir(settings, project).with_suffix(".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as fh:
         try:
@@ -309,9 +309,10 @@ def _materialize(
             rows, newest = _window_stats(Path(source.path), source.timestamp_field, *window)
             runs.record_success(control, spec.name, fv.name, rows, seconds, newest)
             report.views.append(ViewRun(fv.name, *window, seconds, rows))
-    if start is None:
-        # Incremental windows start at or before the pending events and every view went
-        # through: nothing is pending any more. An explicit --start may have skipped them.
+    if start is None and end is None:
+        # Incremental windows start at or before the pending events, end now, and every view
+        # went through: nothing is pending any more. An explicit --start or --end may have left
+        # some of them out.
         for name in report.ingested:
             _pending_path(settings, spec.feast_project, name).unlink(missing_ok=True)
     report.seconds = time.perf_counter() - began

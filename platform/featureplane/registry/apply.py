@@ -38,13 +38,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from featureplane.errors import ApplyError
-from featureplane.registry.feast_config import feast_env, template_path
+from featureplane.registry.feast_config import feast_env, sqlite_path, template_path
 from featureplane.settings import Settings
 from featureplane.tenancy.spec import TenantSpec
 
@@ -65,11 +65,22 @@ def feast_command(settings: Settings, spec: TenantSpec, *args: str) -> list[str]
     return [*launcher, "-c", str(repo), "-f", str(template_path(settings)), *args]
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: SIGKILL this child when the process that started it dies, so no orphaned
-    `feast apply` keeps writing after featureplane was killed."""
+def _libc_prctl() -> Callable[..., int] | None:
+    # Looked up once here: the child between fork and exec must not dlopen (loader locks).
     with suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        return ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+    return None
+
+
+_PRCTL = _libc_prctl()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: SIGKILL this child when the thread that started it dies (apply runs feast from
+    the CLI's main thread), so no orphaned `feast apply` keeps writing after featureplane was
+    killed."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def run_feast(
@@ -84,14 +95,8 @@ def run_feast(
         capture_output=True,
         text=True,
         check=False,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        preexec_fn=_die_with_parent if _PRCTL is not None else None,
     )
-
-
-def sqlite_path(settings: Settings) -> Path | None:
-    """The registry's file when it is SQLite, else None."""
-    url = settings.registry_url
-    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 
 @contextmanager

@@ -53,12 +53,21 @@ def feast_registry_url(settings: Settings) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+_UNREACHABLE = ("connect", "refused", "timeout", "timed out", "resolve", "no route", "unreachable")
+
+
+def sqlite_path(settings: Settings) -> Path | None:
+    """The registry's file when it is SQLite, else None."""
+    url = settings.registry_url
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
 def describe_registry(settings: Settings) -> str:
     """The registry for messages and logs: ``postgresql://user@host:port/db`` (never the
     password or query), or the SQLite file."""
-    url = settings.registry_url
-    if url.startswith("sqlite:///"):
-        return f"sqlite {url.removeprefix('sqlite:///')}"
+    url, sqlite = settings.registry_url, sqlite_path(settings)
+    if sqlite is not None:
+        return f"sqlite {sqlite}"
     parts = urlsplit(url)
     user = f"{parts.username}@" if parts.username else ""
     port = f":{parts.port}" if parts.port else ""
@@ -68,12 +77,16 @@ def describe_registry(settings: Settings) -> str:
 def registry_failure(settings: Settings, exc: BaseException) -> str:
     """``registry <where> is unreachable: <cause>`` (or ``cannot be read: <error>`` when the
     database answered) — one line, no password, no traceback."""
-    reachable = type(exc).__name__ not in {"OperationalError", "InterfaceError"}
     cause = exc
     while getattr(cause, "orig", None) is not None:  # SQLAlchemy wraps the driver's error
         cause = cause.orig  # type: ignore[attr-defined]
     lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
     text = lines[0] if lines else type(cause).__name__
+    # An OperationalError is also a refused password or a locked SQLite file: "unreachable"
+    # only when the driver says it could not get through.
+    reachable = type(exc).__name__ not in {"OperationalError", "InterfaceError"} or not any(
+        word in text.lower() for word in _UNREACHABLE
+    )
     text = text.rsplit(" failed: ", 1)[-1]  # libpq: 'connection to server at … failed: <why>'
     password = urlsplit(settings.registry_url).password
     if password:
@@ -88,9 +101,9 @@ def registry_failure(settings: Settings, exc: BaseException) -> str:
 def check_registry(settings: Settings) -> None:
     """Connect to the registry database once (PostgreSQL: within ``connect_timeout``); raise
     :class:`RegistryError` with :func:`registry_failure`'s one line when that fails."""
-    url = feast_registry_url(settings)
-    if url.startswith("sqlite:///"):
+    if sqlite_path(settings) is not None:
         return  # a local file: nothing to reach (SQLite creates it)
+    url = feast_registry_url(settings)
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.pool import NullPool
@@ -107,10 +120,9 @@ def check_registry(settings: Settings) -> None:
 
 def feast_env(settings: Settings, project: str) -> dict[str, str]:
     """The variables the template expands, for the given Feast project."""
-    if settings.registry_url.startswith("sqlite:///"):  # SQLite creates the file, not its folder
-        Path(settings.registry_url.removeprefix("sqlite:///")).parent.mkdir(
-            parents=True, exist_ok=True
-        )
+    sqlite = sqlite_path(settings)
+    if sqlite is not None:  # SQLite creates the file, not its folder
+        sqlite.parent.mkdir(parents=True, exist_ok=True)
     return {
         "FEATUREPLANE_PROJECT": project,
         "FEATUREPLANE_REGISTRY_URL": feast_registry_url(settings),

@@ -27,6 +27,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     silently: a second ``burst:`` would quietly win)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        self.flatten_mapping(node)  # resolve `<<: *anchor` merges first, as SafeLoader does
         seen: set[object] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
