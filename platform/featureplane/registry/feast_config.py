@@ -162,8 +162,10 @@ def feature_store(settings: Settings, spec: TenantSpec) -> FeatureStore:
     from feast import FeatureStore
 
     # Definitions read FEATUREPLANE_DATA_DIR/PROJECT only when Feast imports the repo, which an
-    # in-process store never does; the environment is set anyway so both paths agree.
-    os.environ.update(feast_env(settings, spec.feast_project))
+    # in-process store never does; they are set anyway so both paths agree. Only those two: the
+    # others hold secrets, and FEATUREPLANE_REDIS_TYPE would leak into later Settings().
+    env = feast_env(settings, spec.feast_project)
+    os.environ.update({k: env[k] for k in ("FEATUREPLANE_DATA_DIR", "FEATUREPLANE_PROJECT")})
     return FeatureStore(config=repo_config(settings, spec))
 
 
