@@ -89,6 +89,25 @@ def deployment(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFac
     return deploy(make_settings(tmp_path_factory.mktemp("platform"), redis_server.url))
 
 
+@pytest.fixture(scope="session")
+def ownership_platform(
+    redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """The registry server of tests/registry/test_ownership.py, started once for the ownership
+    and security tests (they only add tokens and are refused everything else)."""
+    from tests.registry.test_ownership import start_platform
+
+    yield from start_platform(redis_server, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def ownership_applied(ownership_platform: Any) -> Any:
+    """Both tenants' repos applied through that server, once; B's registry rows."""
+    from tests.registry.test_ownership import apply_both
+
+    return apply_both(ownership_platform)
+
+
 def start_gateway(settings: Settings, workers: int = 2) -> GatewayProcess:
     """The real gateway: `featureplane serve` in a subprocess on a free port."""
     return GatewayProcess(settings, free_port(), workers).start()

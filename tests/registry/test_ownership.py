@@ -101,10 +101,11 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     return key_path, cert_path
 
 
-@pytest.fixture(scope="module")
-def platform(
+def start_platform(
     redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
+    """The registry server (TLS) on a fresh registry, with a token for A and for B; the session
+    fixture ``ownership_platform`` (tests/conftest.py) runs it once for every module using it."""
     require(_grpc_available(), "grpcio (feast[grpcio])")
     from featureplane.embedded.registry_server import RegistryServerProcess
 
@@ -117,6 +118,11 @@ def platform(
     with RegistryServerProcess(settings, free_port(), tls=(key, cert)) as server:
         yield Platform(settings, server.address, root, cert, client, credentials, tokens)
     client.close()
+
+
+@pytest.fixture
+def platform(ownership_platform: Platform) -> Platform:
+    return ownership_platform
 
 
 def feast_apply(
@@ -221,9 +227,13 @@ def failed_for_permission(proc: subprocess.CompletedProcess[str]) -> str:
     return output
 
 
-@pytest.fixture(scope="module")
-def applied(platform: Platform) -> Rows:
-    """Both tenants applied their own repos through the server; returns B's rows."""
+@pytest.fixture
+def applied(ownership_applied: Rows) -> Rows:
+    return ownership_applied
+
+
+def apply_both(platform: Platform) -> Rows:
+    """Both tenants apply their own repos through the server; returns B's rows."""
     for tenant in (B, A):
         proc = feast_apply(platform, tenant_repo(platform, tenant), tenant, platform.tokens[tenant])
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
