@@ -14,6 +14,7 @@ import redis
 
 from featureplane.embedded.redis import EmbeddedRedis, free_port
 from featureplane.gateway.app import create_app
+from featureplane.gateway.connection import BACKOFF_MAX
 from featureplane.tenancy.credentials import CRED_PREFIX, CredentialStore
 from tests.conftest import Deployment, bearer, start_gateway
 
@@ -77,7 +78,9 @@ def test_redis_killed_under_load_is_503_then_recovers_by_itself(deployment: Depl
             assert time.monotonic() < deadline, "the gateway did not recover"
             time.sleep(0.05)
         recovered = min(t for t, s, _ in load.answers if t > restored and s == 200)
-        time.sleep(0.5)
+        # Each worker has its own breaker: the last one may wait out a full backoff first.
+        settled = restored + BACKOFF_MAX + 0.5
+        time.sleep(max(0.0, settled + 0.5 - time.monotonic()))
     finally:
         load.stop.set()
         for thread in threads:
@@ -98,12 +101,14 @@ def test_redis_killed_under_load_is_503_then_recovers_by_itself(deployment: Depl
     assert all(s == 503 for s, _ in down)
     assert max(secs for _, secs in down) < settings.redis_timeout_seconds + 0.5
     assert recovered - restored < 3.0  # at most one breaker backoff (2 s) and a reconnect
-    assert [s for t, s, _ in load.answers if t > recovered + 0.2] == [200] * len(
-        [t for t, _, _ in load.answers if t > recovered + 0.2]
-    )
+    after = [s for t, s, _ in load.answers if t > settled]
+    assert after
+    assert set(after) == {200}  # every worker is back
+    last_error = max((t for t, s, _ in load.answers if s != 200), default=restored)
     print(
         f"\nRedis SIGKILLed under load: {len(down)} answers while down, all 503, slowest "
         f"{max(secs for _, secs in down) * 1000:.1f} ms; 200 again {recovered - restored:.2f} s "
+        f"(every worker {max(0.0, last_error - restored):.2f} s) "
         f"after its data was back; {len(load.answers)} answers in all, none 500"
     )
     log = gateway.log.read_text()
