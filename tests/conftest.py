@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +22,7 @@ import pytest
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.embedded.redis import EmbeddedRedis, free_port, redis_server_binary
 from featureplane.errors import ConfigError
+from featureplane.registry.feast_config import close_registry, open_registry
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 
@@ -138,3 +141,33 @@ def columns_by_name(answer: dict[str, Any]) -> dict[str, list[Any]]:
         name: col["values"]
         for name, col in zip(answer["metadata"]["feature_names"], answer["results"], strict=True)
     }
+
+
+def feature_views(deployment: Deployment, tenant: str) -> list[Any]:
+    """The tenant's feature views, as the registry holds them."""
+    registry = open_registry(deployment.settings)
+    try:
+        return list(registry.list_feature_views(deployment.catalog[tenant].feast_project))
+    finally:
+        close_registry(registry)
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str], cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """The real `featureplane` command in a subprocess, seeing ``env`` and none of this process's
+    FEATUREPLANE_* (Feast exports some) nor its PROMETHEUS_MULTIPROC_DIR (Feast sets it)."""
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FEATUREPLANE_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "featureplane.cli", *args],
+        cwd=cwd,
+        env=inherited | {"COLUMNS": "250"} | dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

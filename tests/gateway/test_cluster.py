@@ -31,7 +31,7 @@ from featureplane.gateway.cluster import ClusterConnection
 from featureplane.gateway.connection import NotSentError
 from featureplane.gateway.quotas import RedisQuotaStore
 from featureplane.redis_clients import ClusterUrl
-from featureplane.registry.feast_config import close_registry, feature_store, open_registry
+from featureplane.registry.feast_config import feature_store
 from featureplane.tenancy.credentials import CredentialStore
 from featureplane.tenancy.spec import Quotas
 from tests.conftest import (
@@ -39,6 +39,7 @@ from tests.conftest import (
     bearer,
     columns_by_name,
     deploy,
+    feature_views,
     make_settings,
     require,
     start_gateway,
@@ -134,14 +135,6 @@ def gateway(deployment: Deployment) -> Iterator[GatewayProcess]:
         gw.stop()
 
 
-def _views(deployment: Deployment, tenant: str) -> list[Any]:
-    registry = open_registry(deployment.settings)
-    try:
-        return list(registry.list_feature_views(deployment.catalog[tenant].feast_project))
-    finally:
-        close_registry(registry)
-
-
 def _request(deployment: Deployment, tenant: str, view: Any, n: int) -> dict[str, Any]:
     """The first ``n`` stored entities of ``view`` plus one absent one."""
     table = deployment.tables[tenant][view.batch_source.name]
@@ -182,7 +175,7 @@ def test_gateway_answers_what_feast_reads_from_the_cluster(
     deployment: Deployment, http: httpx.Client, tenant: str
 ) -> None:
     store = feature_store(deployment.settings, deployment.catalog[tenant])
-    for view in _views(deployment, tenant):
+    for view in feature_views(deployment, tenant):
         request = _request(deployment, tenant, view, 30)
         resp = _post(http, deployment.tokens[tenant], request)
         assert resp.status_code == 200, resp.text
@@ -198,7 +191,7 @@ def test_gateway_answers_what_feast_reads_from_the_cluster(
 
 def test_tokens_and_quotas_live_in_the_cluster(deployment: Deployment, http: httpx.Client) -> None:
     tenant = "pricing"
-    view = _views(deployment, tenant)[0]
+    view = feature_views(deployment, tenant)[0]
     request = _request(deployment, tenant, view, 5)
     client = deployment.settings.redis_client()
     creds = CredentialStore(client, deployment.settings.pepper)
@@ -314,7 +307,7 @@ def test_a_primary_killed_under_load_fails_503_then_recovers(
     cluster: EmbeddedRedisCluster, deployment: Deployment, gateway: GatewayProcess
 ) -> None:
     tenant = "fraud"
-    view = _views(deployment, tenant)[0]
+    view = feature_views(deployment, tenant)[0]
     request = _request(deployment, tenant, view, 40)  # 40 entities: keys on every primary
     token = deployment.tokens[tenant]
     with httpx.Client(base_url=gateway.base, timeout=5) as client:

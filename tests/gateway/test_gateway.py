@@ -18,17 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.gateway import codec
-from featureplane.registry.feast_config import close_registry, feature_store, open_registry
+from featureplane.registry.feast_config import feature_store
 from featureplane.tenancy.credentials import CredentialStore
-from tests.conftest import Deployment, bearer, columns_by_name
-
-
-def _views(deployment: Deployment, tenant: str) -> list[Any]:
-    registry = open_registry(deployment.settings)
-    try:
-        return list(registry.list_feature_views(deployment.catalog[tenant].feast_project))
-    finally:
-        close_registry(registry)
+from tests.conftest import Deployment, bearer, columns_by_name, feature_views
 
 
 def _absent(value: Any, i: int) -> Any:
@@ -74,7 +66,7 @@ TENANTS = ["fraud", "recsys", "pricing"]
 def test_every_feature_view_equals_feast_sdk(
     deployment: Deployment, http: httpx.Client, tenant: str
 ) -> None:
-    views = _views(deployment, tenant)
+    views = feature_views(deployment, tenant)
     assert views, f"{tenant} has no feature views"
     for view in views:
         rows, absent = _entity_rows(deployment, tenant, view, n_present=25, n_absent=5)
@@ -108,7 +100,7 @@ def test_every_feature_view_equals_feast_sdk(
 def test_feature_service_and_full_names_equal_feast_sdk(
     deployment: Deployment, http: httpx.Client
 ) -> None:
-    view = next(v for v in _views(deployment, "pricing") if v.name == "product_price")
+    view = next(v for v in feature_views(deployment, "pricing") if v.name == "product_price")
     rows, _ = _entity_rows(deployment, "pricing", view, n_present=10, n_absent=2)
     columns = {k: [r[k] for r in rows] for k in view.join_keys}
     store = feature_store(deployment.settings, deployment.catalog["pricing"])

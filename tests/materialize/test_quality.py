@@ -8,11 +8,8 @@ folder in a temp dir, with only the fraud tenant); each test leaves its landing 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,7 +37,7 @@ from featureplane.settings import Settings
 from featureplane.sources import landing_dir, offline_dir
 from featureplane.tenancy.catalog import TenantCatalog, load_spec
 from featureplane.tenancy.spec import Quality, TenantSpec
-from tests.conftest import require, start_gateway
+from tests.conftest import require, run_cli, start_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 TENANT, SOURCE, VIEW = "fraud", "account_activity", "account_stats"
@@ -253,20 +250,6 @@ def _batch(platform: Platform, ids: list[int], **columns: list[Any]) -> pa.Table
     return table
 
 
-def _run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEATUREPLANE_")}
-    env |= settings_env(settings) | {"COLUMNS": "200"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # Feast set it in this process on import
-    return subprocess.run(
-        [sys.executable, "-m", "featureplane.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=120,
-    )
-
-
 def test_good_batch_passes_and_is_served(platform: Platform) -> None:
     parts = platform.parts()
     good = _batch(platform, [1, 2, 3])
@@ -289,7 +272,7 @@ def test_strict_failure_is_quarantined_and_nothing_is_written(platform: Platform
     platform.land("bad-strict", bad)
     before, parts = platform.dump(), platform.parts()
 
-    proc = _run_cli(platform.settings, "materialize", TENANT)
+    proc = run_cli("materialize", TENANT, env=settings_env(platform.settings), timeout=120)
 
     assert proc.returncode == 1, proc.stdout + proc.stderr
     held = platform.quarantine / "bad-strict.parquet"

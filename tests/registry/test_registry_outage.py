@@ -12,10 +12,7 @@ time to detect, time to recover) are printed (``pytest -s``).
 from __future__ import annotations
 
 import gc
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 import warnings
@@ -40,7 +37,7 @@ from featureplane.gateway.state import GatewayState
 from featureplane.registry.feast_config import check_registry, feast_registry_url
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
-from tests.conftest import SAMPLE_ROWS, bearer, make_settings, start_gateway
+from tests.conftest import SAMPLE_ROWS, bearer, make_settings, run_cli, start_gateway
 from tests.registry.conftest import start_postgres
 
 REFRESH_SECONDS = 1.0
@@ -157,19 +154,6 @@ def _wait_for(what: str, seconds: float, check: Any) -> float:
     return time.monotonic() - started
 
 
-def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | settings_env(settings)
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    return subprocess.run(
-        [sys.executable, "-m", "featureplane.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 def _registry_rows(postgres: EmbeddedPostgres) -> dict[str, list[str]]:
     """Every row of every table in the registry database, by table."""
     with psycopg.connect(postgres.url) as conn:
@@ -239,7 +223,7 @@ def test_registry_outage_is_ridden_out_and_recovered_by_itself(platform: Platfor
 
         # apply fails in one line naming the registry and the cause.
         applying = time.monotonic()
-        applied = _cli(settings, "apply", "fraud")
+        applied = run_cli("apply", "fraud", env=settings_env(settings))
         apply_refused = time.monotonic() - applying
         quiet = time.monotonic()  # no more subprocesses competing for the CPU from here
         assert applied.returncode == 1, applied.stdout + applied.stderr
@@ -289,7 +273,7 @@ def test_registry_outage_is_ridden_out_and_recovered_by_itself(platform: Platfor
         t: (before.get(t), after.get(t)) for t in before | after if before.get(t) != after.get(t)
     }
     assert not changed, changed
-    again = _cli(settings, "apply", "fraud")
+    again = run_cli("apply", "fraud", env=settings_env(settings))
     assert again.returncode == 0, again.stdout + again.stderr
     check_registry(settings)
 

@@ -32,7 +32,7 @@ from featureplane.observability.metrics import FLUSH_SECONDS
 from featureplane.redact import redact, redact_url
 from featureplane.settings import Settings
 from featureplane.tenancy.credentials import CredentialStore
-from tests.conftest import ROOT, Deployment
+from tests.conftest import ROOT, Deployment, run_cli
 from tests.registry.test_ownership import (  # noqa: F401  (fixtures, used by name)
     Platform,
     platform,
@@ -236,19 +236,6 @@ def _cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     )
 
 
-def _cli(
-    args: list[str], env: dict[str, str], timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "featureplane.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize(
     ("pepper", "expected"),
     [
@@ -268,7 +255,7 @@ def test_production_refuses_to_start_without_a_real_pepper(
     env = _cli_env(tmp_path, **extra)
     commands = [["serve"], ["registry-server"], ["tenants", "issue-token", "fraud"]]
     for args in commands if pepper is None else commands[:1]:
-        done = _cli(args, env)
+        done = run_cli(*args, env=env, timeout=60)
         output = done.stdout + done.stderr
         assert done.returncode == 1, (args, output)
         assert "error: configuration" in output, output
@@ -325,7 +312,7 @@ def test_connection_errors_name_no_password() -> None:
 def test_cli_errors_mask_urls_with_passwords(tmp_path: Path) -> None:
     """`cost report` against an unreachable Redis names it, password masked."""
     env = _cli_env(tmp_path)
-    done = _cli(["cost", "report", "--gateway", "http://127.0.0.1:9"], env)
+    done = run_cli("cost", "report", "--gateway", "http://127.0.0.1:9", env=env, timeout=60)
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
     assert REDIS_PASSWORD not in output
@@ -337,7 +324,7 @@ def test_gateway_start_failure_logs_no_password(tmp_path: Path) -> None:
     fails to start and its output names neither password."""
     env = _cli_env(tmp_path, FEATUREPLANE_REGISTRY_CONNECT_TIMEOUT_SECONDS="2")
     try:
-        done = _cli(["serve", "--workers", "1"], env, timeout=90)
+        done = run_cli("serve", "--workers", "1", env=env, timeout=90)
         output = done.stdout + done.stderr
     except subprocess.TimeoutExpired as exc:  # still retrying: what it logged so far counts
         output = (exc.stdout or b"").decode() + (exc.stderr or b"").decode()

@@ -10,10 +10,8 @@ Everything works on copies of tenants/ and feature_repo/ under tmp_path.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
-import subprocess
 import sys
 from collections.abc import Callable
 from contextlib import closing
@@ -28,20 +26,7 @@ from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.registry.apply import apply_tenant
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
-from tests.conftest import ROOT, make_settings
-
-
-def _run(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("FEATUREPLANE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "featureplane.cli", *args],
-        cwd=cwd,
-        env=clean | env | {"COLUMNS": "250"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+from tests.conftest import ROOT, make_settings, run_cli
 
 
 def _replace(path: Path, old: str, new: str) -> None:
@@ -181,14 +166,14 @@ def test_every_broken_file_is_named_at_once(tmp_path: Path) -> None:
         "FEATUREPLANE_TENANTS_DIR": str(tenants),
         "FEATUREPLANE_FEATURE_REPO_DIR": str(ROOT / "feature_repo"),
     }
-    proc = _run(env, "tenants", "validate", cwd=tmp_path)
+    proc = run_cli("tenants", "validate", env=env, cwd=tmp_path)
     assert proc.returncode == 1
     assert f"{tenants / 'fraud' / 'tenant.yaml'}: quotas.burst:" in proc.stderr
     assert f"{tenants / 'recsys' / 'tenant.yaml'}: costcentre:" in proc.stderr
     assert f"{tenants / 'recsys' / 'tenant.yaml'}: cost_centre: Field required" in proc.stderr
     assert "pricing" not in proc.stderr  # pricing shares with recsys, which is only broken
     assert "Traceback" not in proc.stderr
-    listed = _run(env, "tenants", "list", cwd=tmp_path)
+    listed = run_cli("tenants", "list", env=env, cwd=tmp_path)
     assert listed.returncode == 1
     assert listed.stderr == proc.stderr
 
@@ -294,7 +279,7 @@ def test_malformed_feature_file_changes_nothing(
         # `apply` goes through the same gate): every Feast parse costs seconds.
         commands = ("plan",) if file == DEFS else ("apply",)
         for command in commands:
-            proc = _run(platform.env(), command, "fraud", cwd=platform.root)
+            proc = run_cli(command, "fraud", env=platform.env(), cwd=platform.root)
             output = proc.stdout + proc.stderr
             assert proc.returncode == 1, output
             assert "Traceback" not in output, output
