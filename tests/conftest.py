@@ -22,7 +22,7 @@ import pytest
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.embedded.redis import EmbeddedRedis, free_port, redis_server_binary
 from featureplane.errors import ConfigError
-from featureplane.registry.feast_config import close_registry, open_registry
+from featureplane.feast_config import close_registry, open_registry
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 

@@ -197,7 +197,7 @@ def tenants_env(
     ] = None,
 ) -> None:
     """Print the exports that let plain `feast` commands run in TENANT's repo."""
-    from featureplane.registry.feast_config import feast_env, template_path
+    from featureplane.feast_config import feast_env, template_path
 
     if registry_server is None and (gateway is not None or tls_cert is not None):
         raise typer.BadParameter("--gateway and --tls-cert go with --registry-server")
@@ -232,7 +232,7 @@ def dashboards_generate(
     check: Annotated[bool, typer.Option(help="Fail if the committed files are stale.")] = False,
 ) -> None:
     """Write dashboards/ (Grafana JSON, Prometheus rules, provisioning) from the tenants."""
-    from featureplane.observability.artifacts import stale, write_all
+    from featureplane.dashboards.artifacts import stale, write_all
 
     settings = _settings()
     catalog = _catalog(settings)
@@ -330,7 +330,7 @@ def plan(
     """Lint TENANT's repo and classify Feast's plan for its project (safe / breaking). Exits 1
     on lint errors, and on breaking changes unless --allow-breaking gives a reason."""
     from featureplane.errors import PlanError
-    from featureplane.registry.feast_config import check_registry
+    from featureplane.feast_config import check_registry
     from featureplane.registry.gate import record_acceptance, run_gate
     from featureplane.registry.report import print_report, report_json
 
@@ -356,8 +356,8 @@ def apply(
     shared registry. Nothing is applied unless every named tenant passes the gate, nor when the
     registry is unreachable (one line naming it and the cause)."""
     from featureplane.errors import ApplyError, PlanError
+    from featureplane.feast_config import check_registry
     from featureplane.registry.apply import apply_tenant
-    from featureplane.registry.feast_config import check_registry
     from featureplane.registry.gate import record_acceptance, run_gate
     from featureplane.registry.report import print_report
 
@@ -462,7 +462,7 @@ def drift_reference(
     """Summarize TENANT's offline data (what its models train on) as the reference later
     batches are scored against; stored in Redis, replacing the previous reference."""
 
-    from featureplane.materialize.drift import reference_key, save_reference, take_reference
+    from featureplane.quality.drift import reference_key, save_reference, take_reference
 
     settings = _settings()
     spec = _catalog(settings).get_tenant(tenant)
@@ -491,7 +491,7 @@ def serve(
     """Run the gateway (uvicorn, several workers share metrics through PROMETHEUS_MULTIPROC_DIR).
     Exits 1 at once when the registry is unreachable: a gateway needs one registry snapshot to
     start (running ones keep serving theirs through a registry outage)."""
-    from featureplane.registry.feast_config import check_registry
+    from featureplane.feast_config import check_registry
 
     settings = _settings()
     settings.require_redis_url()
@@ -583,7 +583,7 @@ def cost_report(
     """Usage and cost per tenant: requests, entity rows, rows materialized, online bytes, quota."""
     import redis
 
-    from featureplane.observability import cost
+    from featureplane.cost import report as cost
 
     if format_ not in ("table", "csv", "json"):
         raise typer.BadParameter("one of table, csv, json", param_hint="--format")

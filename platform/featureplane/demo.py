@@ -30,12 +30,12 @@ from rich.table import Table
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.embedded.redis import EmbeddedRedis, free_port
 from featureplane.errors import FeatureplaneError
-from featureplane.gateway.catalog import ServingCatalog
-from featureplane.materialize.drift import save_reference, take_reference
+from featureplane.feast_config import close_registry, open_registry
+from featureplane.gateway.plans import ServingCatalog
 from featureplane.materialize.runner import materialize_tenant
+from featureplane.quality.drift import save_reference, take_reference
 from featureplane.redact import redact_url
 from featureplane.registry.apply import apply_tenant
-from featureplane.registry.feast_config import close_registry, open_registry
 from featureplane.samples import generate, land
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from featureplane.errors import ConfigError
-from featureplane.materialize.parquet import write_part
+from featureplane.offline import write_part
 from featureplane.settings import Settings
 from featureplane.sources import landing_dir
 from featureplane.tenancy.spec import TenantSpec

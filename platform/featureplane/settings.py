@@ -165,15 +165,15 @@ class Settings(BaseSettings):
 
     def redis_client(self, **kwargs: Any) -> redis.Redis:
         """The control plane's client of the online store: ``redis.Redis``, or a cluster client
-        with the same commands (see :mod:`featureplane.redis_clients`). ``kwargs`` go to it
+        with the same commands (see :mod:`featureplane.online.clients`). ``kwargs`` go to it
         (socket_timeout, …)."""
-        from featureplane.redis_clients import sync_client
+        from featureplane.online.clients import sync_client
 
         return sync_client(self.require_redis_url(), self.redis_type == "redis_cluster", **kwargs)
 
     def redis_async_client(self, **kwargs: Any) -> aioredis.Redis:
         """:meth:`redis_client` for asyncio (the gateway's ops routes)."""
-        from featureplane.redis_clients import async_client
+        from featureplane.online.clients import async_client
 
         return async_client(self.require_redis_url(), self.redis_type == "redis_cluster", **kwargs)
 
@@ -182,7 +182,7 @@ class Settings(BaseSettings):
         """FEATUREPLANE_REDIS_URL in Feast's ``host:port,db=N,password=…,ssl=true`` form (for a
         cluster, ``host:port,host:port,…,password=…``)."""
         if self.redis_type == "redis_cluster":
-            from featureplane.redis_clients import ClusterUrl
+            from featureplane.online.clients import ClusterUrl
 
             cluster = ClusterUrl(self.require_redis_url())
             nodes = [f"{host}:{port}" for host, port in cluster.nodes]

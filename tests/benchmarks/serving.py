@@ -36,8 +36,8 @@ import yaml
 
 from featureplane.demo import deploy_samples
 from featureplane.embedded import EmbeddedRedis, GatewayProcess, free_port
+from featureplane.feast_config import render
 from featureplane.registry.apply import apply_tenant
-from featureplane.registry.feast_config import render
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.credentials import CredentialStore

@@ -25,7 +25,7 @@ from featureplane.gateway.auth import (
     ServiceAccountTokens,
     bearer_token,
 )
-from featureplane.gateway.connection import SharedConnection
+from featureplane.online.connection import SharedConnection
 from featureplane.tenancy.credentials import CredentialStore
 
 

@@ -27,11 +27,11 @@ from redis.crc import key_slot
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.embedded.redis import EmbeddedRedisCluster, redis_server_binary
 from featureplane.errors import ConfigError, QuotaExceededError, StoreUnavailableError
-from featureplane.gateway.cluster import ClusterConnection
-from featureplane.gateway.connection import NotSentError
+from featureplane.feast_config import feature_store
 from featureplane.gateway.quotas import RedisQuotaStore
-from featureplane.redis_clients import ClusterUrl
-from featureplane.registry.feast_config import feature_store
+from featureplane.online.clients import ClusterUrl
+from featureplane.online.cluster import ClusterConnection
+from featureplane.online.connection import NotSentError
 from featureplane.tenancy.credentials import CredentialStore
 from featureplane.tenancy.spec import Quotas
 from tests.conftest import (

@@ -14,7 +14,7 @@ import redis
 
 from featureplane.embedded.redis import EmbeddedRedis, free_port
 from featureplane.gateway.app import create_app
-from featureplane.gateway.connection import BACKOFF_MAX
+from featureplane.online.connection import BACKOFF_MAX
 from featureplane.tenancy.credentials import CRED_PREFIX, CredentialStore
 from tests.conftest import Deployment, bearer, start_gateway
 

@@ -17,8 +17,8 @@ from feast.feature_server_utils import convert_response_to_dict
 from prometheus_client.parser import text_string_to_metric_families
 
 from featureplane.embedded.gateway import GatewayProcess
-from featureplane.gateway import codec
-from featureplane.registry.feast_config import feature_store
+from featureplane.feast_config import feature_store
+from featureplane.online import codec
 from featureplane.tenancy.credentials import CredentialStore
 from tests.conftest import Deployment, bearer, columns_by_name, feature_views
 

@@ -9,11 +9,11 @@ from feast.protos.feast.types.Value_pb2 import Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from featureplane.errors import StoreUnavailableError
-from featureplane.gateway import codec
-from featureplane.gateway.catalog import ServingCatalog
+from featureplane.feast_config import close_registry, open_registry
 from featureplane.gateway.lookup import FeatureRequest, prepare
+from featureplane.gateway.plans import ServingCatalog
 from featureplane.gateway.reader import InMemoryOnlineReader
-from featureplane.registry.feast_config import close_registry, open_registry
+from featureplane.online import codec
 from tests.conftest import Deployment
 
 REQUEST = FeatureRequest(features=["account_stats:txn_count_24h"], entities={"account_id": [7, 8]})

@@ -20,13 +20,13 @@ import redis.asyncio as aioredis
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.errors import QuotaExceededError
-from featureplane.gateway.connection import SharedConnection
 from featureplane.gateway.quotas import (
     InMemoryQuotaStore,
     RedisQuotaStore,
     slot_slack,
     token_batch,
 )
+from featureplane.online.connection import SharedConnection
 from featureplane.tenancy.spec import Quotas
 from tests.conftest import Deployment, bearer, start_gateway
 from tests.load import paced

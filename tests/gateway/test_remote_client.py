@@ -12,7 +12,7 @@ import pytest
 from feast import FeatureStore, RepoConfig
 
 from featureplane.embedded.gateway import GatewayProcess
-from featureplane.registry.feast_config import feature_store, render
+from featureplane.feast_config import feature_store, render
 from tests.conftest import Deployment
 
 

@@ -24,11 +24,11 @@ import redis
 
 from featureplane.embedded.redis import EmbeddedRedis, redis_server_binary
 from featureplane.errors import ConfigError
-from featureplane.materialize.parquet import read_parts, write_part
+from featureplane.feast_config import feature_store
 from featureplane.materialize.runner import materialize_tenant, read_pending
 from featureplane.observability import runs
+from featureplane.offline import read_parts, write_part
 from featureplane.registry.apply import apply_tenant
-from featureplane.registry.feast_config import feature_store
 from featureplane.samples import generate, land
 from featureplane.settings import Settings
 from featureplane.sources import landing_dir, offline_dir

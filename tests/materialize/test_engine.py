@@ -12,7 +12,7 @@ from datetime import timedelta
 import redis
 from feast import FeatureStore, RepoConfig
 
-from featureplane.registry.feast_config import render
+from featureplane.feast_config import render
 from featureplane.settings import Settings
 from tests.conftest import Deployment
 

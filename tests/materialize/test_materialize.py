@@ -8,10 +8,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from featureplane.embedded.redis import EmbeddedRedis
-from featureplane.materialize.parquet import read_parts, write_part
+from featureplane.feast_config import feature_store
 from featureplane.materialize.runner import materialize_tenant
+from featureplane.offline import read_parts, write_part
 from featureplane.registry.apply import apply_tenant
-from featureplane.registry.feast_config import feature_store
 from featureplane.samples import generate, land
 from featureplane.sources import landing_dir, offline_dir
 from featureplane.tenancy.catalog import TenantCatalog

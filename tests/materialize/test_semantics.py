@@ -22,9 +22,9 @@ from feast.types import Float64, Int64, String
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from featureplane.embedded.redis import EmbeddedRedis
-from featureplane.gateway import codec
+from featureplane.feast_config import render
 from featureplane.materialize import engine as engine_module
-from featureplane.registry.feast_config import render
+from featureplane.online import codec
 from tests.conftest import make_settings
 
 OURS = {"type": "featureplane.materialize.engine.FeatureplaneEngine", "batch_rows": 4}

@@ -39,12 +39,12 @@ from feast.types import (
 )
 
 from featureplane.embedded.redis import EmbeddedRedis
-from featureplane.gateway.catalog import ServingCatalog, compile_project
-from featureplane.gateway.codec import NULL_TIMESTAMP
-from featureplane.gateway.connection import SharedConnection
+from featureplane.feast_config import render
 from featureplane.gateway.lookup import FeatureRequest, prepare
+from featureplane.gateway.plans import ServingCatalog, compile_project
 from featureplane.gateway.reader import RedisOnlineReader
-from featureplane.registry.feast_config import render
+from featureplane.online.codec import NULL_TIMESTAMP
+from featureplane.online.connection import SharedConnection
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.spec import TenantSpec
 from tests.conftest import columns_by_name, make_settings

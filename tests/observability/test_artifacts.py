@@ -13,7 +13,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from featureplane.observability import artifacts, grafana, queries
+from featureplane.dashboards import artifacts, grafana, queries
 from featureplane.tenancy.catalog import TenantCatalog
 from tests.conftest import ROOT, require_binary
 

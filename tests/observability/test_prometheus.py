@@ -26,9 +26,9 @@ import httpx
 import pytest
 import yaml
 
+from featureplane.dashboards import artifacts
+from featureplane.dashboards import queries as q
 from featureplane.embedded.redis import free_port
-from featureplane.observability import artifacts
-from featureplane.observability import queries as q
 from featureplane.observability.metrics import LATENCY_BUCKETS
 from tests.conftest import ROOT, Deployment, bearer, require_binary, start_gateway
 from tests.observability.test_artifacts import panel_queries

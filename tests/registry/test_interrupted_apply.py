@@ -31,8 +31,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.errors import ApplyError
+from featureplane.feast_config import close_registry, open_registry
 from featureplane.registry.apply import apply_tenant, run_feast
-from featureplane.registry.feast_config import close_registry, open_registry
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 from tests.conftest import ROOT

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from featureplane.embedded.redis import EmbeddedRedis
+from featureplane.feast_config import close_registry, open_registry
 from featureplane.registry.apply import apply_tenant
-from featureplane.registry.feast_config import close_registry, open_registry
 from featureplane.tenancy.catalog import TenantCatalog
 from tests.conftest import make_settings
 

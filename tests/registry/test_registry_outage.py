@@ -32,9 +32,9 @@ from featureplane.embedded.gateway import GatewayProcess, settings_env
 from featureplane.embedded.postgres import EmbeddedPostgres
 from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.errors import FeatureplaneError, RegistryError
+from featureplane.feast_config import check_registry, feast_registry_url
 from featureplane.gateway.ops import registry_check, registry_stale_after
 from featureplane.gateway.state import GatewayState
-from featureplane.registry.feast_config import check_registry, feast_registry_url
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 from tests.conftest import SAMPLE_ROWS, bearer, make_settings, run_cli, start_gateway

@@ -169,7 +169,7 @@ def distinctive(value: Any, exclude: set[str]) -> str | None:
 
 
 def _load_world(deployment: Deployment, http: httpx.Client) -> World:
-    from featureplane.registry.feast_config import close_registry, open_registry
+    from featureplane.feast_config import close_registry, open_registry
 
     registry = open_registry(deployment.settings)
     views: dict[str, list[View]] = {}

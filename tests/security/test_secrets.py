@@ -298,7 +298,7 @@ def test_settings_repr_and_errors_hide_secrets() -> None:
 
 
 def test_connection_errors_name_no_password() -> None:
-    from featureplane.gateway.connection import SharedConnection
+    from featureplane.online.connection import SharedConnection
 
     for url in (
         f"http://:{REDIS_PASSWORD}@redis:6379/0",

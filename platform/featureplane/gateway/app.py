@@ -28,11 +28,10 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from featureplane.errors import GatewayError
+from featureplane.feast_config import close_registry, open_registry, registry_failure
 from featureplane.gateway import features, ops
 from featureplane.gateway.auth import Authenticator, FeatureplaneTokens, ServiceAccountTokens
-from featureplane.gateway.catalog import ServingCatalog
-from featureplane.gateway.cluster import ClusterConnection
-from featureplane.gateway.connection import SharedConnection
+from featureplane.gateway.plans import ServingCatalog
 from featureplane.gateway.quotas import QuotaStore, RedisQuotaStore, UnlimitedQuotaStore
 from featureplane.gateway.reader import ClusterOnlineReader, OnlineReader, RedisOnlineReader
 from featureplane.gateway.state import GatewayState
@@ -44,7 +43,8 @@ from featureplane.observability.metrics import (
     mark_process_dead,
 )
 from featureplane.observability.middleware import RequestTelemetryMiddleware
-from featureplane.registry.feast_config import close_registry, open_registry, registry_failure
+from featureplane.online.cluster import ClusterConnection
+from featureplane.online.connection import SharedConnection
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from featureplane.errors import AuthenticationError, StoreUnavailableError
-from featureplane.gateway.connection import Connection, ReplyError
 from featureplane.gateway.reader import HashRead
+from featureplane.online.connection import Connection, ReplyError
 from featureplane.tenancy.credentials import (
     CRED_PREFIX,
     is_featureplane_token,

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from featureplane.errors import BadRequestError
-from featureplane.gateway import codec
-from featureplane.gateway.catalog import ServingCatalog, ViewRead
+from featureplane.gateway.plans import ServingCatalog, ViewRead
 from featureplane.gateway.quotas import too_large
 from featureplane.gateway.reader import HashRead
+from featureplane.online import codec
 from featureplane.tenancy.spec import TenantSpec
 
 PRESENT, NULL_VALUE, NOT_FOUND = "PRESENT", "NULL_VALUE", "NOT_FOUND"

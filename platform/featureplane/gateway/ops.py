@@ -14,9 +14,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
+from featureplane.cost import report as cost
 from featureplane.gateway.models import ReadyResponse
 from featureplane.gateway.state import GatewayState, StateDep
-from featureplane.observability import cost, runs
+from featureplane.observability import runs
 from featureplane.observability.metrics import (
     ScrapeSnapshot,
     exposition,

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from featureplane.errors import PayloadTooLargeError, QuotaExceededError, StoreUnavailableError
-from featureplane.gateway.connection import Connection, ReplyError
 from featureplane.observability.metrics import QUOTA_REJECTIONS, QUOTA_TOKENS
+from featureplane.online.connection import Connection, ReplyError
 from featureplane.tenancy.spec import Quotas
 
 KEY_PREFIX = "featureplane:quota:"

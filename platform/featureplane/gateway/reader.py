@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from featureplane.errors import StoreUnavailableError
-from featureplane.gateway.cluster import ClusterConnection
-from featureplane.gateway.connection import ReplyError, SharedConnection
-from featureplane.resp import pack_hmgets
+from featureplane.online.cluster import ClusterConnection
+from featureplane.online.connection import ReplyError, SharedConnection
+from featureplane.online.resp import pack_hmgets
 
 HashRead = tuple[bytes, Sequence[bytes]]  # (key, fields): one HMGET
 

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
 from featureplane.gateway.auth import Authenticator
-from featureplane.gateway.catalog import ServingCatalog
+from featureplane.gateway.plans import ServingCatalog
 from featureplane.gateway.quotas import QuotaStore
 from featureplane.gateway.reader import OnlineReader
 from featureplane.settings import Settings

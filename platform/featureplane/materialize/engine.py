@@ -17,10 +17,10 @@ machinery. This engine keeps the data in Arrow end to end:
   (Feast's order: event time, then created time), then the feature columns a batch of
   ``batch_rows`` at a time, keeping those rows. Memory is the window's keys and times plus one
   batch. Any other source goes through the offline store's ``pull_latest_from_table_or_query``.
-- **Encode** (:mod:`featureplane.materialize.encoding`): keys, values and timestamps a column at
+- **Encode** (:mod:`featureplane.online.encoding`): keys, values and timestamps a column at
   a time into Feast's exact bytes, then every row's whole ``HSET`` (and ``EXPIRE``) command as
   RESP, so a batch is one contiguous buffer — no Python loop over rows or cells.
-- **Write** (:mod:`featureplane.materialize.pipeline`): one raw pipelined connection (on a
+- **Write** (:mod:`featureplane.online.pipeline`): one raw pipelined connection (on a
   Redis Cluster, one per primary: each batch is split by the owner of each key's slot). Each
   batch first learns what Redis holds: while no key of the run exists yet, one ``EXISTS key…``
   per batch (a first load costs Redis one lookup per key and Python one reply); once one does,
@@ -64,10 +64,9 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS
 from redis.crc import key_slot
 from redis.exceptions import ClusterDownError
 
-from featureplane.gateway import codec
-from featureplane.materialize import encoding
 from featureplane.materialize.filesource import Columns, LatestRows, latest_mask, local_parquet_path
-from featureplane.materialize.pipeline import Pipeline
+from featureplane.online import codec, encoding
+from featureplane.online.pipeline import Pipeline
 
 
 class FeatureplaneEngineConfig(FeastConfigBaseModel):  # type: ignore[misc]  # Feast is untyped

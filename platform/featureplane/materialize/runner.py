@@ -49,11 +49,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featureplane.errors import MaterializationError, QualityError
-from featureplane.materialize.drift import DriftMonitor, DriftScore
-from featureplane.materialize.parquet import fsync_dir, read_parts, sweep_temporaries, write_part
-from featureplane.materialize.quality import QualityGate, Verdict
+from featureplane.feast_config import feature_store
 from featureplane.observability import runs
-from featureplane.registry.feast_config import feature_store
+from featureplane.offline import fsync_dir, read_parts, sweep_temporaries, write_part
+from featureplane.quality.checker import QualityGate, Verdict
+from featureplane.quality.drift import DriftMonitor, DriftScore
 from featureplane.settings import Settings
 from featureplane.sources import landing_dir
 from featureplane.tenancy.spec import TenantSpec

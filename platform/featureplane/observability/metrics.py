@@ -32,8 +32,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from featureplane.observability.cost import OnlineBytes, Prices, monthly_holdings
-from featureplane.observability.cost import quota as resources
+from featureplane.cost.report import OnlineBytes, Prices, monthly_holdings
+from featureplane.cost.report import quota as resources
 from featureplane.observability.runs import TenantRuns
 from featureplane.tenancy.spec import DriftStatistic, TenantSpec
 
@@ -320,7 +320,7 @@ def scrape_families(snap: ScrapeSnapshot) -> list[Metric]:
 
 
 def _cost_families(snap: ScrapeSnapshot) -> list[Metric]:
-    """Cost inputs held now (:mod:`featureplane.observability.cost`), per tenant."""
+    """Cost inputs held now (:mod:`featureplane.cost.report`), per tenant."""
     online = GaugeMetricFamily(
         "featureplane_cost_online_bytes",
         "Estimated bytes of the tenant's online keys in Redis (sampled MEMORY USAGE x key count).",

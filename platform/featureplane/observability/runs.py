@@ -8,7 +8,7 @@ view's expectation suite are counted per policy (``<view>|quality_failures_<poli
 
 Drift scores of the latest scored batch against the training reference live apart, in
 ``featureplane:drift:{tenant}:latest`` (``<view>|<feature>|<statistic>``): they are the latest
-values, not totals, and taking a new reference drops them (:mod:`featureplane.materialize.drift`).
+values, not totals, and taking a new reference drops them (:mod:`featureplane.quality.drift`).
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """The shared Feast SQL registry: per-tenant configuration and apply."""
 
-from featureplane.registry.apply import ApplyResult, apply_tenant
-from featureplane.registry.feast_config import (
+from featureplane.feast_config import (
     close_registry,
     feast_env,
     feature_store,
     open_registry,
     repo_config,
 )
+from featureplane.registry.apply import ApplyResult, apply_tenant
 
 __all__ = [
     "ApplyResult",

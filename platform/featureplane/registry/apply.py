@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featureplane.errors import ApplyError
-from featureplane.registry.feast_config import feast_env, sqlite_path, template_path
+from featureplane.feast_config import feast_env, sqlite_path, template_path
 from featureplane.settings import Settings
 from featureplane.tenancy.spec import TenantSpec
 

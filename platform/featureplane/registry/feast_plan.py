@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from featureplane.errors import PlanError
-from featureplane.registry.feast_config import feast_env, template_path
+from featureplane.feast_config import feast_env, template_path
 from featureplane.settings import Settings
 from featureplane.tenancy.spec import TenantSpec
 

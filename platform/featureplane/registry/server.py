@@ -45,7 +45,7 @@ from grpc_health.v1 import (  # type: ignore[import-untyped]
 from starlette.authentication import AuthenticationError as MissingCredentialsError
 
 from featureplane.errors import AuthenticationError, ConfigError, StoreUnavailableError
-from featureplane.registry.feast_config import close_registry, open_registry
+from featureplane.feast_config import close_registry, open_registry
 from featureplane.registry.permissions import OwnershipPolicy, OwnershipSecurityManager
 from featureplane.registry.token_parser import FeatureplaneTokenParser
 from featureplane.settings import Settings

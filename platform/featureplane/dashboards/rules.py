@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from featureplane.observability import queries as q
+from featureplane.dashboards import queries as q
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.spec import TenantSpec
 

@@ -13,7 +13,7 @@ atomically). The control plane's transactions (a credential and its tenant index
 reference and its scores, a view's run record) tolerate that: each command is idempotent or a
 counter, and readers already skip what a half-done write leaves (a listed token without a
 credential is dropped by ``tenants tokens``). The gateway's request path does not use these
-clients (see :mod:`featureplane.gateway.cluster`).
+clients (see :mod:`featureplane.online.cluster`).
 """
 
 from __future__ import annotations

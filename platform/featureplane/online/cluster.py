@@ -42,9 +42,9 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS
 from redis.crc import key_slot
 
 from featureplane.errors import StoreUnavailableError
-from featureplane.gateway.connection import NotSentError, ReplyError, SharedConnection
-from featureplane.redis_clients import ClusterUrl
-from featureplane.resp import Command, pack_all, pack_hmgets
+from featureplane.online.clients import ClusterUrl
+from featureplane.online.connection import NotSentError, ReplyError, SharedConnection
+from featureplane.online.resp import Command, pack_all, pack_hmgets
 
 REFRESH_INTERVAL = 0.1  # seconds between slot-map refreshes, at least
 _IDEMPOTENT = frozenset({b"HMGET", b"HGET", b"HGETALL", b"GET", b"EXISTS", b"PING"})

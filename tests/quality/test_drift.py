@@ -31,10 +31,10 @@ from typer.testing import CliRunner, Result
 from featureplane.cli import app
 from featureplane.embedded.gateway import settings_env
 from featureplane.embedded.redis import EmbeddedRedis
-from featureplane.materialize import drift
 from featureplane.materialize.runner import MaterializeReport, materialize_tenant
 from featureplane.observability import runs
 from featureplane.observability.metrics import ScrapeSnapshot, scrape_families
+from featureplane.quality import drift
 from featureplane.registry.apply import apply_tenant
 from featureplane.samples import generate, generator_path, land
 from featureplane.settings import Settings

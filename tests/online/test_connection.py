@@ -9,7 +9,7 @@ import pytest
 
 from featureplane.embedded.redis import EmbeddedRedis, free_port
 from featureplane.errors import StoreUnavailableError
-from featureplane.gateway.connection import BACKOFF_MAX, ReplyError, SharedConnection
+from featureplane.online.connection import BACKOFF_MAX, ReplyError, SharedConnection
 
 
 def test_concurrent_callers_get_their_own_replies(redis_server: EmbeddedRedis) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from featureplane.errors import BadRequestError, PermissionDeniedError
-from featureplane.gateway import codec
+from featureplane.online import codec
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.spec import TenantSpec
 

@@ -17,9 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from featureplane.cli import app
+from featureplane.cost import report as cost
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.errors import ConfigError
-from featureplane.observability import cost
 from tests.conftest import ROOT, Deployment, bearer
 
 FRAUD_ROWS = [1, 2, 3]

@@ -3,7 +3,7 @@
 *Tenant SLA* is one tenant at a time (``$tenant``) against the targets of its tenant.yaml, which
 the gateway exports as gauges so one dashboard serves every tenant. *Platform overview* puts
 the tenants side by side with the shared machinery (online store, registry). Every expression
-comes from :mod:`featureplane.observability.queries`; UIDs are fixed so links and bookmarks
+comes from :mod:`featureplane.dashboards.queries`; UIDs are fixed so links and bookmarks
 survive regeneration.
 """
 
@@ -18,7 +18,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as models
 
-from featureplane.observability import queries as q
+from featureplane.dashboards import queries as q
 
 TENANT_SLA_UID = "featureplane-tenant-sla"
 PLATFORM_OVERVIEW_UID = "featureplane-platform-overview"

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyarrow as pa
 
 from featureplane.errors import FeatureplaneError, MaterializationError, SuiteError, TenantSpecError
-from featureplane.materialize.quarantine import Quarantine, quarantine_dir
 from featureplane.observability import runs
+from featureplane.quality.quarantine import Quarantine, quarantine_dir
 from featureplane.quality.suite import Suite, read_suites, suite_dir
 from featureplane.settings import Settings
 from featureplane.tenancy.spec import QualityPolicy, TenantSpec

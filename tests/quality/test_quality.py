@@ -26,12 +26,12 @@ import redis
 from featureplane.embedded.gateway import settings_env
 from featureplane.embedded.redis import EmbeddedRedis, redis_server_binary
 from featureplane.errors import ConfigError, QualityError, SuiteError, TenantSpecError
-from featureplane.materialize.quarantine import quarantine_dir
+from featureplane.feast_config import feature_store
 from featureplane.materialize.runner import materialize_tenant
 from featureplane.observability.runs import RUNS_PREFIX
+from featureplane.quality.quarantine import quarantine_dir
 from featureplane.quality.suite import read_suite, read_suites, suite_dir
 from featureplane.registry.apply import apply_tenant
-from featureplane.registry.feast_config import feature_store
 from featureplane.samples import generate, land
 from featureplane.settings import Settings
 from featureplane.sources import landing_dir, offline_dir

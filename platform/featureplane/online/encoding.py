@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from featureplane.gateway import codec
+from featureplane.online import codec
 
 Bytes: TypeAlias = pa.LargeBinaryArray  # every function's per-row result
 UInt8s: TypeAlias = npt.NDArray[np.uint8]

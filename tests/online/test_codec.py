@@ -24,7 +24,7 @@ from feast.protos.feast.types.Value_pb2 import Value as V
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from featureplane.errors import BadRequestError
-from featureplane.gateway import codec
+from featureplane.online import codec
 
 
 def _our_key(project: str, keys: dict[str, tuple[int, object]]) -> bytes:

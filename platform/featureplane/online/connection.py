@@ -17,7 +17,7 @@ A failure before the caller's commands were written (no connection, the circuit 
 :class:`NotSentError`, so callers may retry even non-idempotent commands after it.
 
 :class:`Connection` is what the request path needs of a connection; :class:`SharedConnection`
-is the standalone one, :class:`featureplane.gateway.cluster.ClusterConnection` the Redis
+is the standalone one, :class:`featureplane.online.cluster.ClusterConnection` the Redis
 Cluster one.
 """
 
@@ -34,7 +34,7 @@ from urllib.parse import unquote, urlsplit
 import hiredis
 
 from featureplane.errors import ConfigError, StoreUnavailableError
-from featureplane.resp import Command, pack_all
+from featureplane.online.resp import Command, pack_all
 
 ReplyError = hiredis.ReplyError
 BACKOFF_BASE, BACKOFF_MAX = 0.05, 2.0  # seconds the circuit stays open after failed connects

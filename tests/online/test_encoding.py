@@ -17,10 +17,10 @@ from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from featureplane.embedded.redis import EmbeddedRedis
-from featureplane.materialize import encoding
 from featureplane.materialize.filesource import latest_mask
-from featureplane.materialize.pipeline import Pipeline
-from featureplane.resp import pack
+from featureplane.online import encoding
+from featureplane.online.pipeline import Pipeline
+from featureplane.online.resp import pack
 
 RNG = np.random.default_rng(5)
 N = 2000

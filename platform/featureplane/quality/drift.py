@@ -37,8 +37,8 @@ import redis
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from featureplane.errors import ConfigError, MaterializationError
-from featureplane.materialize.parquet import read_parts
 from featureplane.observability import runs
+from featureplane.offline import read_parts
 from featureplane.settings import Settings
 from featureplane.tenancy.spec import TenantSpec
 
@@ -240,7 +240,7 @@ def take_reference(
     store: FeatureStore | None = None,
 ) -> Reference:
     """Summarize every feature view's offline data with event times in ``[start, end)``."""
-    from featureplane.registry.feast_config import feature_store
+    from featureplane.feast_config import feature_store
 
     store = store or feature_store(settings, spec)
     views: dict[str, ViewReference] = {}

@@ -244,7 +244,7 @@ def drift_breach(statistic: str, tenant: str) -> str:
     return f"{drift(statistic, tenant)} > {drift_threshold(statistic, tenant)}"
 
 
-# -- cost (featureplane.observability.cost) --------------------------------------------------
+# -- cost (featureplane.cost.report) --------------------------------------------------
 
 
 def cost_estimate(tenant: str) -> str:

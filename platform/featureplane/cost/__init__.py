@@ -1,0 +1,1 @@
+"""Cost per tenant and cost centre: usage read from Redis and the gateway, priced by a model."""

@@ -1,0 +1,1 @@
+"""Generators of the Grafana dashboards and Prometheus rules under the top-level dashboards/."""
