@@ -49,6 +49,7 @@ lint: venv  ## ruff, mypy (strict) and the generated-file staleness checks
 	$(BIN)/mypy
 	$(BIN)/featureplane tenants schema --check
 	$(BIN)/featureplane dashboards generate --check
+	$(BIN)/featureplane docs generate --check
 
 test: system-deps venv lint  ## Lint, then the whole suite against real Redis, PostgreSQL and Feast
 	$(BIN)/pytest $(PYTEST_ARGS)

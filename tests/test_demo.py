@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from featureplane.embedded.redis import redis_server_binary
-from tests.conftest import ROOT, require
+from tests.support.components import require
+from tests.support.paths import ROOT
 
 
 def test_demo_fetches_real_values_for_every_tenant(tmp_path: Path) -> None:

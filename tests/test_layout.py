@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import platform
 import sysconfig
+import tomllib
 from pathlib import Path
+from types import ModuleType
+
+import pytest
 
 import featureplane
 
@@ -31,14 +36,74 @@ def test_top_level_folders_exist() -> None:
         assert (ROOT / name).exists(), name
 
 
-def test_exported_members_are_exact() -> None:
+SUBPACKAGES = sorted(
+    p.parent.name for p in (ROOT / "platform" / "featureplane").glob("*/__init__.py")
+)
+
+
+def _public_names(module: ModuleType) -> set[str]:
+    """What a package's namespace binds that is neither private nor one of its submodules."""
+    return {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and not isinstance(value, ModuleType) and name != "annotations"
+    }
+
+
+def _imported_from(package: str) -> set[str]:
+    """Names imported as ``from <package> import name`` anywhere outside the package itself
+    (its console script counts as a use of ``main``)."""
+    found = set()
+    inside = ROOT / "platform" / Path(*package.split("."))
+    for path in [
+        *ROOT.glob("platform/**/*.py"),
+        *ROOT.glob("tests/**/*.py"),
+        *ROOT.glob("feature_repo/**/*.py"),
+    ]:
+        if inside in path.parents:
+            continue
+        tree = ast.parse(path.read_text())
+        parent, _, leaf = package.rpartition(".")
+        aliases = set()  # local names bound to the package itself
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == package:
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module == parent:
+                aliases |= {a.asname or a.name for a in node.names if a.name == leaf}
+            elif isinstance(node, ast.Import):
+                aliases |= {a.asname for a in node.names if a.name == package and a.asname}
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+            ):
+                found.add(node.attr)
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    found |= {ref.split(":")[1] for ref in scripts.values() if ref.split(":")[0] == package}
+    return found
+
+
+def test_the_root_exports_exactly_the_public_api() -> None:
     assert featureplane.__all__ == sorted(featureplane.__all__)
-    assert set(featureplane.__all__) == {"FeatureplaneError", "Settings", "__version__"}
-    for subpackage in ("tenancy", "registry", "materialize", "embedded"):
-        module = importlib.import_module(f"featureplane.{subpackage}")
-        assert module.__all__ == sorted(module.__all__), subpackage
-        for name in module.__all__:
-            assert hasattr(module, name), f"featureplane.{subpackage}.{name}"
+    assert set(featureplane.__all__) == {
+        "FeatureplaneError",
+        "Settings",
+        "__version__",
+        "parquet_source",
+    }
+    assert _public_names(featureplane) | {"__version__"} == set(featureplane.__all__)
+
+
+@pytest.mark.parametrize("name", SUBPACKAGES)
+def test_a_subpackage_exports_exactly_what_others_import_from_it(name: str) -> None:
+    """``__all__`` is sorted, names everything the package binds, and nothing nobody imports."""
+    package = importlib.import_module(f"featureplane.{name}")
+    exported = package.__all__
+    assert exported == sorted(exported)
+    assert set(exported) == _public_names(package), "bound but not in __all__, or the reverse"
+    modules = {p.stem for p in Path(package.__file__ or "").parent.glob("*.py")}
+    assert set(exported) == _imported_from(package.__name__) - modules, "exported but unused"
 
 
 def test_package_root_does_not_import_feast() -> None:

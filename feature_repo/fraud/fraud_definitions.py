@@ -5,7 +5,7 @@ from datetime import timedelta
 from feast import Entity, FeatureView, Field, ValueType
 from feast.types import Bool, Float32, Float64, Int32, Int64
 
-from featureplane.sources import parquet_source
+from featureplane import parquet_source
 
 OWNER = "fraud-ml@example.com"
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 from feast import Entity, FeatureView, Field, ValueType
 from feast.types import Array, Bool, Float32, Float64, Int64, String, UnixTimestamp
 
-from featureplane.sources import parquet_source
+from featureplane import parquet_source
 
 OWNER = "recsys@example.com"
 

@@ -29,10 +29,11 @@ from rich.table import Table
 
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.embedded.redis import EmbeddedRedis, free_port
-from featureplane.errors import FeatureplaneError
+from featureplane.errors import FeatureplaneError, MaterializationError
 from featureplane.feast_config import close_registry, open_registry
-from featureplane.gateway.plans import ServingCatalog
-from featureplane.materialize.runner import materialize_tenant
+from featureplane.gateway.plans import ReadPlans
+from featureplane.materialize.runner import MaterializeReport, materialize_tenant
+from featureplane.online.clients import redis_client
 from featureplane.quality.drift import save_reference, take_reference
 from featureplane.redact import redact_url
 from featureplane.registry.apply import apply_tenant
@@ -40,6 +41,7 @@ from featureplane.samples import generate, land
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.credentials import CredentialStore
+from featureplane.tenancy.spec import TenantSpec
 
 DEMO_DATA_DIR = Path(".featureplane/demo")
 
@@ -84,6 +86,11 @@ def deploy_samples(
     a batch scored against it: the older half is materialized and taken as the drift reference,
     then the newer half is materialized and scored. What is served is the same as if the sample
     had landed at once (the newest row per entity wins either way).
+
+    Definitions go in with :func:`~featureplane.registry.apply.apply_tenant`, not through the
+    governed apply (:mod:`featureplane.registry.governed`): the demo's registry is by default its
+    own and new (every change an addition, nothing for the gate to refuse), and this is also the
+    tests' and benchmarks' deployment, where the gate's `feast plan` adds seconds per tenant.
     """
     tables: dict[str, dict[str, pa.Table]] = {}
     for spec in catalog.values():
@@ -92,13 +99,13 @@ def deploy_samples(
         land(settings, spec, {name: older for name, (older, _) in halves.items()})
         result = apply_tenant(settings, spec)
         say(f"[green]applied[/] {spec.name} ({result.seconds:.1f} s)")
-        reports = [materialize_tenant(settings, spec)]
-        with settings.redis_client() as client:
+        reports = [_materialize(settings, spec)]
+        with redis_client(settings) as client:
             save_reference(client, take_reference(settings, spec))
         newer = {name: half for name, (_, half) in halves.items() if half is not None}
         if newer:
             land(settings, spec, newer)
-            reports.append(materialize_tenant(settings, spec))
+            reports.append(_materialize(settings, spec))
         ingested = sum(i.rows for r in reports for i in r.ingested.values())
         scored = [score for r in reports for score in r.drift]
         say(
@@ -106,10 +113,18 @@ def deploy_samples(
             f"({sum(r.seconds for r in reports):.1f} s); drift of the newer half against the "
             f"older: {sum(s.drifted for s in scored)} of {len(scored)} features over threshold"
         )
-    with settings.redis_client() as client:
+    with redis_client(settings) as client:
         creds = CredentialStore(client, settings.pepper)
         tokens = {name: creds.issue(name).token for name in catalog}
     return SampleDeployment(tables, tokens)
+
+
+def _materialize(settings: Settings, spec: TenantSpec) -> MaterializeReport:
+    """A materialization run; sample batches failing a strict suite stop the deployment."""
+    report = materialize_tenant(settings, spec)
+    if report.quarantined:
+        raise MaterializationError(report.refusal())
+    return report
 
 
 def _halves(table: pa.Table, min_rows: int) -> tuple[pa.Table, pa.Table | None]:
@@ -123,7 +138,7 @@ def _halves(table: pa.Table, min_rows: int) -> tuple[pa.Table, pa.Table | None]:
 
 
 def sample_requests(
-    catalog: ServingCatalog, tenant: str, tables: dict[str, pa.Table], sources: dict[str, str]
+    catalog: ReadPlans, tenant: str, tables: dict[str, pa.Table], sources: dict[str, str]
 ) -> list[dict[str, Any]]:
     """One request per feature view (its first two entity rows) and per feature service."""
     project = catalog.projects[catalog.tenants[tenant].feast_project]
@@ -173,7 +188,7 @@ def run_demo(console: Console, *, once: bool, rows: int) -> None:
         tables, tokens = deployed.tables, deployed.tokens
         registry = open_registry(settings)
         try:
-            serving = ServingCatalog.load(catalog, registry)
+            serving = ReadPlans.load(catalog, registry)
             sources = {
                 name: {
                     fv.name: fv.batch_source.name
@@ -233,7 +248,7 @@ def _show_isolation(
     console: Console,
     http: httpx.Client,
     catalog: TenantCatalog,
-    serving: ServingCatalog,
+    serving: ReadPlans,
     tokens: dict[str, str],
     shared_rows: dict[str, dict[str, Any]],
 ) -> None:
@@ -273,7 +288,7 @@ def _print_next_steps(
     settings: Settings,
     base: str,
     tokens: dict[str, str],
-    serving: ServingCatalog,
+    serving: ReadPlans,
     catalog: TenantCatalog,
     tables: dict[str, dict[str, pa.Table]],
     sources: dict[str, dict[str, str]],

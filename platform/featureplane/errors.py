@@ -10,7 +10,6 @@
     │   ├── ApplyError                `feast apply` for a tenant failed
     │   └── PlanError                 a tenant's plan cannot be computed, or its gate refused it
     ├── MaterializationError          a materialization run failed
-    │   └── QualityError              batches failed a strict suite (quarantined); the rest went in
     └── GatewayError                  answered to an HTTP client with ``status_code``
         ├── AuthenticationError       401: no or unknown bearer token
         ├── PermissionDeniedError     403: the tenant may not read that object
@@ -27,12 +26,6 @@ Every ``GatewayError`` renders as ``{"error": {"code": ..., "message": ...}}``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from featureplane.redact import redact
-
-if TYPE_CHECKING:
-    from featureplane.materialize.runner import MaterializeReport
 
 
 class FeatureplaneError(Exception):
@@ -78,15 +71,6 @@ class MaterializationError(FeatureplaneError):
     """A materialization run failed."""
 
 
-class QualityError(MaterializationError):
-    """Batches failed a strict expectation suite and were quarantined; the run's other batches
-    went through. ``report`` is the run's report (``report.quality`` has every verdict)."""
-
-    def __init__(self, message: str, report: MaterializeReport) -> None:
-        super().__init__(message)
-        self.report = report
-
-
 class GatewayError(FeatureplaneError):
     """An error the gateway answers with ``status_code`` and a JSON body."""
 
@@ -94,9 +78,6 @@ class GatewayError(FeatureplaneError):
     code = "internal_error"
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
-        # Messages quote what the client sent (a feature ref, a JSON fragment): a bearer token
-        # pasted there must not come back in the body, nor reach logs.
-        message = redact(message)
         super().__init__(message)
         self.message = message
         self.headers = headers or {}

@@ -14,7 +14,6 @@ clear line (``registry postgresql://host:port/db is unreachable: <cause>``), nev
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import yaml
 
 from featureplane.errors import ConfigError, RegistryError
+from featureplane.online.clients import feast_connection_string
 from featureplane.settings import Settings
 from featureplane.tenancy.spec import TenantSpec
 
@@ -127,7 +127,7 @@ def feast_env(settings: Settings, project: str) -> dict[str, str]:
         "FEATUREPLANE_PROJECT": project,
         "FEATUREPLANE_REGISTRY_URL": feast_registry_url(settings),
         "FEATUREPLANE_REDIS_TYPE": settings.redis_type,
-        "FEATUREPLANE_REDIS_CONNECTION": settings.feast_redis_connection,
+        "FEATUREPLANE_REDIS_CONNECTION": feast_connection_string(settings),
         "FEATUREPLANE_DATA_DIR": str(settings.data_path),
     }
 
@@ -161,11 +161,9 @@ def feature_store(settings: Settings, spec: TenantSpec) -> FeatureStore:
     and as the reference the gateway's answers are checked against)."""
     from feast import FeatureStore
 
-    # Definitions read FEATUREPLANE_DATA_DIR/PROJECT only when Feast imports the repo, which an
-    # in-process store never does; they are set anyway so both paths agree. Only those two: the
-    # others hold secrets, and FEATUREPLANE_REDIS_TYPE would leak into later Settings().
-    env = feast_env(settings, spec.feast_project)
-    os.environ.update({k: env[k] for k in ("FEATUREPLANE_DATA_DIR", "FEATUREPLANE_PROJECT")})
+    # The config is expanded here, explicitly; nothing goes through os.environ. (Definitions read
+    # FEATUREPLANE_DATA_DIR/PROJECT only when Feast imports the repo, which an in-process store
+    # never does: `feast apply` runs in a subprocess given feast_env().)
     return FeatureStore(config=repo_config(settings, spec))
 
 

@@ -7,17 +7,12 @@ default only in ``development``; any other environment refuses to start without 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import unquote, urlsplit
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from featureplane.redact import redact_url
-
-if TYPE_CHECKING:
-    import redis
-    import redis.asyncio as aioredis
 
 _DEV_TOKEN_PEPPER = "featureplane-development-pepper-not-a-secret"
 _MIN_PEPPER_LENGTH = 16
@@ -29,10 +24,15 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FEATUREPLANE_", extra="ignore")
 
-    environment: Literal["development", "production"] = "development"
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="Anything but `development` refuses to start without the secrets "
+        "(FEATUREPLANE_TOKEN_PEPPER).",
+    )
     redis_url: str | None = Field(
         default=None,
-        description="Online store, e.g. redis://127.0.0.1:6379/0. Unset: `demo` starts its own. "
+        description="Online store, e.g. redis://:password@host:6379/0; also holds token digests "
+        "(featureplane:cred:*) and run records. Unset: `demo` starts a throwaway redis-server. "
         "With redis_type=redis_cluster: seed nodes, redis://[user:password@]host:port[,host:port…] "
         "(any live node will do; rediss:// for TLS; no database number).",
     )
@@ -41,27 +41,49 @@ class Settings(BaseSettings):
     )
     registry: str | None = Field(
         default=None,
-        description="Feast SQL registry: a SQLite file path or a postgresql:// URL. "
+        description="Feast SQL registry: a SQLite file path or postgresql://user:pw@host:5432/db "
+        "(connect_timeout=5 and tcp_user_timeout=15000 are added unless the URL sets them). "
         "Unset: <data_dir>/registry.db.",
     )
     data_dir: Path = Field(
         default=Path(".featureplane"),
-        description="Landing batches, offline Parquet, quarantine, metrics scratch.",
+        description="Landing batches, offline Parquet, archive, quarantine, audit, metrics "
+        "scratch (`demo`: <data_dir>/demo, reset on each run).",
     )
-    tenants_dir: Path = Path("tenants")
-    feature_repo_dir: Path = Path("feature_repo")
+    tenants_dir: Path = Field(
+        default=Path("tenants"), description="Where tenants/<t>/tenant.yaml are discovered."
+    )
+    feature_repo_dir: Path = Field(
+        default=Path("feature_repo"),
+        description="Where feature_repo/<t>/ and the shared feature_store.yaml are.",
+    )
     token_pepper: SecretStr | None = Field(
         default=None,
-        description="HMAC key for stored bearer-token digests. Required outside development.",
+        description="HMAC key of stored bearer-token digests. Unset: a public development value; "
+        "required outside development (16+ characters, not the development value).",
     )
-    registry_refresh_seconds: float = Field(default=10.0, gt=0)
-    redis_timeout_seconds: float = Field(default=1.0, gt=0)
-    gateway_host: str = "127.0.0.1"
-    gateway_port: int = Field(default=8080, ge=0, le=65535)
-    gateway_workers: int = Field(default=1, ge=1)
-    registry_server_host: str = "127.0.0.1"
+    registry_refresh_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often the gateway reloads the registry (it keeps serving the last good "
+        "snapshot when a reload fails).",
+    )
+    redis_timeout_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Online-store socket timeout; beyond it the gateway answers 503.",
+    )
+    gateway_host: str = Field(default="127.0.0.1", description="`serve`'s default --host.")
+    gateway_port: int = Field(default=8080, ge=0, le=65535, description="`serve`'s default --port.")
+    gateway_workers: int = Field(default=1, ge=1, description="`serve`'s default --workers.")
+    registry_server_host: str = Field(
+        default="127.0.0.1", description="`registry-server`'s default --host."
+    )
     registry_server_port: int = Field(
-        default=6570, ge=0, le=65535, description="`registry-server` default (Feast's port)."
+        default=6570,
+        ge=0,
+        le=65535,
+        description="`registry-server`'s default --port (Feast's).",
     )
     quotas_enabled: bool = Field(
         default=True,
@@ -76,23 +98,32 @@ class Settings(BaseSettings):
         default=False,
         description="Also accept ServiceAccount tokens (TokenReview; namespace -> tenant).",
     )
-    kubernetes_audiences: list[str] = Field(default_factory=list)
-    kubernetes_auth_cache_seconds: float = Field(default=60.0, ge=0)
+    kubernetes_audiences: list[str] = Field(
+        default_factory=list, description="Audiences a ServiceAccount token must carry (JSON list)."
+    )
+    kubernetes_auth_cache_seconds: float = Field(
+        default=60.0, ge=0, description="How long a TokenReview answer is reused."
+    )
     access_log: bool = Field(default=True, description="One JSON line per request on stderr.")
-    log_level: str = "INFO"
-    log_json: bool = True
+    log_level: str = Field(default="INFO", description="Python logging level.")
+    log_json: bool = Field(default=True, description="Logs as JSON lines (else plain text).")
     otlp_endpoint: str | None = Field(
         default=None,
-        description="OTLP/HTTP endpoint for traces, e.g. http://collector:4318 (unset: off).",
+        description="OTLP/HTTP endpoint for traces, e.g. http://collector:4318. Unset: "
+        "OTEL_EXPORTER_OTLP_ENDPOINT, else tracing is off.",
     )
-    service_name: str = "featureplane-gateway"
+    service_name: str = Field(
+        default="featureplane-gateway", description="service.name of the gateway's traces."
+    )
     metrics_dir: Path | None = Field(
         default=None,
-        description="prometheus_client multi-process directory. Unset: <data_dir>/metrics.",
+        description="PROMETHEUS_MULTIPROC_DIR of the gateway's workers (wiped at start). "
+        "Unset: <data_dir>/metrics.",
     )
     cost_prices: Path | None = Field(
         default=None,
-        description="Price model YAML of `featureplane cost report`. Unset: illustrative defaults.",
+        description="Price model YAML of `featureplane cost report` and the cost gauges. "
+        "Unset: illustrative defaults.",
     )
 
     @model_validator(mode="after")
@@ -162,46 +193,3 @@ class Settings(BaseSettings):
 
             raise ConfigError("FEATUREPLANE_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)")
         return self.redis_url
-
-    def redis_client(self, **kwargs: Any) -> redis.Redis:
-        """The control plane's client of the online store: ``redis.Redis``, or a cluster client
-        with the same commands (see :mod:`featureplane.online.clients`). ``kwargs`` go to it
-        (socket_timeout, …)."""
-        from featureplane.online.clients import sync_client
-
-        return sync_client(self.require_redis_url(), self.redis_type == "redis_cluster", **kwargs)
-
-    def redis_async_client(self, **kwargs: Any) -> aioredis.Redis:
-        """:meth:`redis_client` for asyncio (the gateway's ops routes)."""
-        from featureplane.online.clients import async_client
-
-        return async_client(self.require_redis_url(), self.redis_type == "redis_cluster", **kwargs)
-
-    @property
-    def feast_redis_connection(self) -> str:
-        """FEATUREPLANE_REDIS_URL in Feast's ``host:port,db=N,password=…,ssl=true`` form (for a
-        cluster, ``host:port,host:port,…,password=…``)."""
-        if self.redis_type == "redis_cluster":
-            from featureplane.online.clients import ClusterUrl
-
-            cluster = ClusterUrl(self.require_redis_url())
-            nodes = [f"{host}:{port}" for host, port in cluster.nodes]
-            if cluster.username and cluster.username != "default":
-                nodes.append(f"username={cluster.username}")
-            if cluster.password:
-                nodes.append(f"password={cluster.password}")
-            if cluster.tls:
-                nodes.append("ssl=true")
-            return ",".join(nodes)
-        url = urlsplit(self.require_redis_url())
-        parts = [f"{url.hostname or '127.0.0.1'}:{url.port or 6379}"]
-        db = url.path.lstrip("/")
-        if db:
-            parts.append(f"db={db}")
-        if url.username and url.username != "default":
-            parts.append(f"username={unquote(url.username)}")
-        if url.password:
-            parts.append(f"password={unquote(url.password)}")
-        if url.scheme == "rediss":
-            parts.append("ssl=true")
-        return ",".join(parts)

@@ -23,7 +23,7 @@ from featureplane.embedded import EmbeddedRedis, GatewayProcess, free_port
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 from tests.benchmarks.loadtools import hey, publish, wrk
-from tests.tenants import tenants_with_quotas
+from tests.support.tenants import tenants_with_quotas
 
 ROOT = Path(__file__).resolve().parents[2]
 A, B = "fraud", "recsys"

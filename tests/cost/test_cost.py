@@ -3,6 +3,7 @@ gateway's /metrics, and the `featureplane cost report` command."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -16,11 +17,16 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
+from featureplane import cost
 from featureplane.cli import app
-from featureplane.cost import report as cost
+from featureplane.cost import report as cost_report
+from featureplane.cost.online import OnlineBytesCache
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.errors import ConfigError
-from tests.conftest import ROOT, Deployment, bearer
+from featureplane.gateway.app import create_app
+from tests.support.deployment import Deployment
+from tests.support.gateway import bearer
+from tests.support.paths import ROOT
 
 FRAUD_ROWS = [1, 2, 3]
 FRAUD_BODY = {"features": ["account_stats:txn_count_24h"], "entities": {"account_id": FRAUD_ROWS}}
@@ -96,7 +102,73 @@ def test_gateway_exports_cost_gauges(
         assert estimate[(("item", "cpu_quota"), ("tenant", spec.name))] > 0
 
 
-def _quantities(report: cost.Report, tenant: str) -> dict[str, float | None]:
+class _Closing(redis.Redis):  # type: ignore[misc]  # redis is untyped here
+    """A client that records being closed."""
+
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
+def test_the_gateway_sampler_makes_its_client_on_first_use_and_closes_it(
+    deployment: Deployment,
+) -> None:
+    made: list[_Closing] = []
+
+    def connect() -> redis.Redis:
+        made.append(_Closing.from_url(deployment.settings.require_redis_url()))
+        return made[-1]
+
+    specs = list(deployment.catalog.values())
+    sampler = cost.CostSampler(OnlineBytesCache(connect), None)
+
+    async def run() -> tuple[object, object]:
+        assert made == []  # nothing connects before the first scrape
+        first = await sampler.online_bytes(specs)
+        again = await sampler.online_bytes(specs)  # cached: no second client, no second scan
+        await sampler.aclose()
+        return first, again
+
+    first, again = asyncio.run(run())
+    assert isinstance(first, dict)
+    assert first == again
+    assert sum(o.keys for o in first.values()) > 0
+    assert len(made) == 1
+    assert made[0].closed
+
+
+def test_a_bad_price_file_fails_the_scrape_not_the_start(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """The gateway starts; each scrape fails naming the file and field (rather than pricing
+    with defaults nobody chose) until the file is fixed."""
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("per_cpu_core_month: -3\n")
+    app = create_app(deployment.settings.model_copy(update={"cost_prices": prices}))
+
+    async def run() -> tuple[int, str]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+                health = await client.get("/health")
+                for _ in range(2):
+                    with pytest.raises(ConfigError, match=r"prices\.yaml: per_cpu_core_month"):
+                        await client.get("/metrics")
+                prices.write_text("per_cpu_core_month: 10\n")
+                fixed = await client.get("/metrics")
+        return health.status_code, fixed.text
+
+    health, text = asyncio.run(run())
+    assert health == 200
+    fraud = next(spec for spec in deployment.catalog.values() if spec.name == "fraud")
+    estimate = _families(text)["featureplane_cost_estimate"]
+    cores = cost.quantity(fraud.kubernetes.requests.cpu)
+    assert estimate[(("item", "cpu_quota"), ("tenant", "fraud"))] == pytest.approx(10 * cores)
+
+
+def _quantities(report: cost_report.Report, tenant: str) -> dict[str, float | None]:
     return {line.item: line.quantity for line in report.lines if line.tenant == tenant}
 
 
@@ -106,7 +178,8 @@ def test_report_counts_exactly_what_went_through_the_gateway(
     specs = list(deployment.catalog.values())
 
     def measured() -> dict[str, float | None]:
-        return _quantities(cost.report(specs, client, cost.Prices(), gateway.base, 5), "fraud")
+        measure = cost_report.report(specs, client, cost.Prices(), gateway.base, 5)
+        return _quantities(measure, "fraud")
 
     before = measured()
     assert before["requests"] is not None
@@ -135,16 +208,16 @@ def test_report_formats(
     gateway: GatewayProcess, client: redis.Redis, deployment: Deployment
 ) -> None:
     specs = list(deployment.catalog.values())
-    report = cost.report(specs, client, cost.Prices(), gateway.base, 5)
-    parsed = list(csv.DictReader(io.StringIO(cost.to_csv(report))))
-    assert tuple(parsed[0]) == cost.COLUMNS
+    report = cost_report.report(specs, client, cost.Prices(), gateway.base, 5)
+    parsed = list(csv.DictReader(io.StringIO(cost_report.to_csv(report))))
+    assert tuple(parsed[0]) == cost_report.COLUMNS
     assert {row["tenant"] for row in parsed} == {s.name for s in specs} | {"*"}
     grand = parsed[-1]
     assert grand["item"] == "total"
     assert float(grand["cost"]) == pytest.approx(report.total)
     tenant_totals = [float(r["cost"]) for r in parsed[:-1] if r["item"] == "total"]
     assert sum(tenant_totals) == pytest.approx(report.total)
-    document = json.loads(cost.to_json(report))
+    document = json.loads(cost_report.to_json(report))
     assert document["currency"] == "USD"
     assert document["gateway"] == gateway.base
     assert document["total"] == pytest.approx(report.total)

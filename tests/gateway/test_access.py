@@ -12,7 +12,8 @@ import redis
 
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.tenancy.credentials import CredentialStore
-from tests.conftest import Deployment, bearer
+from tests.support.deployment import Deployment
+from tests.support.gateway import bearer
 
 KEYS = {"store_id": [1], "sku": ["sku-00000"]}
 

@@ -27,7 +27,8 @@ import orjson
 import pytest
 
 from featureplane.embedded.gateway import GatewayProcess
-from tests.conftest import Deployment, bearer
+from tests.support.deployment import Deployment
+from tests.support.gateway import bearer
 
 PATH = "/get-online-features"
 FRAUD = b'"features":["account_stats:txn_count_24h"]'  # int64 key account_id; 64 KiB body limit

@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,35 +28,17 @@ from featureplane.embedded.redis import EmbeddedRedisCluster, redis_server_binar
 from featureplane.errors import ConfigError, QuotaExceededError, StoreUnavailableError
 from featureplane.feast_config import feature_store
 from featureplane.gateway.quotas import RedisQuotaStore
-from featureplane.online.clients import ClusterUrl
+from featureplane.online.clients import redis_client
 from featureplane.online.cluster import ClusterConnection
 from featureplane.online.connection import NotSentError
 from featureplane.tenancy.credentials import CredentialStore
 from featureplane.tenancy.spec import Quotas
-from tests.conftest import (
-    Deployment,
-    bearer,
-    columns_by_name,
-    deploy,
-    feature_views,
-    make_settings,
-    require,
-    start_gateway,
-)
+from tests.support.components import require
+from tests.support.deployment import Deployment, deploy, feature_views
+from tests.support.gateway import bearer, columns_by_name, start_gateway
+from tests.support.settings import make_settings
 
 TENANTS = ["fraud", "recsys", "pricing"]
-
-
-def test_cluster_url_lists_seed_nodes_for_feast_and_the_gateway(tmp_path: Path) -> None:
-    url = "rediss://:s3cret@10.0.0.1:7000,10.0.0.2:7001,redis://10.0.0.3"
-    settings = make_settings(tmp_path, url, redis_type="redis_cluster")
-    assert settings.feast_redis_connection == (
-        "10.0.0.1:7000,10.0.0.2:7001,10.0.0.3:6379,password=s3cret,ssl=true"
-    )
-    parsed = ClusterUrl(url)
-    assert (parsed.password, parsed.tls) == ("s3cret", True)
-    with pytest.raises(ConfigError, match="database 0"):
-        ClusterUrl("redis://10.0.0.1:7000/3")
 
 
 class _FlakyNode:
@@ -165,7 +146,7 @@ def test_materialized_keys_are_spread_over_every_primary(
     assert len(per_node) == 3
     assert all(count > 50 for count in per_node.values()), per_node
     # The control plane's SCAN sees every primary's keys, not one node's.
-    client = deployment.settings.redis_client()
+    client = redis_client(deployment.settings)
     total = sum(1 for k in client.scan_iter(count=1000) if k.endswith(tuple(suffixes)))
     assert total == sum(per_node.values())
 
@@ -193,7 +174,7 @@ def test_tokens_and_quotas_live_in_the_cluster(deployment: Deployment, http: htt
     tenant = "pricing"
     view = feature_views(deployment, tenant)[0]
     request = _request(deployment, tenant, view, 5)
-    client = deployment.settings.redis_client()
+    client = redis_client(deployment.settings)
     creds = CredentialStore(client, deployment.settings.pepper)
     issued = creds.issue(tenant)
     assert _post(http, issued.token, request).status_code == 200
@@ -236,7 +217,7 @@ def test_ready_and_metrics_see_the_whole_cluster(http: httpx.Client) -> None:
 def test_moved_and_ask_redirections_are_followed(deployment: Deployment) -> None:
     """A stale slot map (MOVED) and a slot being migrated (ASK) still read the right node,
     without waiting for a slot-map refresh."""
-    client = deployment.settings.redis_client()
+    client = redis_client(deployment.settings)
     moved, asked = b"featureplane:test:moved", b"featureplane:test:ask"
     client.hset(moved, "a", "1")
 

@@ -16,7 +16,8 @@ from featureplane.embedded.redis import EmbeddedRedis, free_port
 from featureplane.gateway.app import create_app
 from featureplane.online.connection import BACKOFF_MAX
 from featureplane.tenancy.credentials import CRED_PREFIX, CredentialStore
-from tests.conftest import Deployment, bearer, start_gateway
+from tests.support.deployment import Deployment
+from tests.support.gateway import bearer, start_gateway
 
 BODY = {"features": ["account_stats:txn_count_24h"], "entities": {"account_id": [1]}}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -20,7 +20,8 @@ from featureplane.embedded.gateway import GatewayProcess
 from featureplane.feast_config import feature_store
 from featureplane.online import codec
 from featureplane.tenancy.credentials import CredentialStore
-from tests.conftest import Deployment, bearer, columns_by_name, feature_views
+from tests.support.deployment import Deployment, feature_views
+from tests.support.gateway import bearer, columns_by_name
 
 
 def _absent(value: Any, i: int) -> Any:
@@ -52,7 +53,7 @@ def _sdk(
     response = store.get_online_features(
         features=features, entity_rows=rows, full_feature_names=full
     )
-    return convert_response_to_dict(response.proto)
+    return cast(dict[str, Any], convert_response_to_dict(response.proto))
 
 
 def _post(http: httpx.Client, token: str, body: dict[str, Any]) -> httpx.Response:

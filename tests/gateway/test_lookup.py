@@ -11,25 +11,25 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from featureplane.errors import StoreUnavailableError
 from featureplane.feast_config import close_registry, open_registry
 from featureplane.gateway.lookup import FeatureRequest, prepare
-from featureplane.gateway.plans import ServingCatalog
+from featureplane.gateway.plans import ReadPlans
 from featureplane.gateway.reader import InMemoryOnlineReader
 from featureplane.online import codec
-from tests.conftest import Deployment
+from tests.support.deployment import Deployment
 
 REQUEST = FeatureRequest(features=["account_stats:txn_count_24h"], entities={"account_id": [7, 8]})
 
 
 @pytest.fixture(scope="module")
-def catalog(deployment: Deployment) -> ServingCatalog:
+def catalog(deployment: Deployment) -> ReadPlans:
     registry = open_registry(deployment.settings)
     try:
-        return ServingCatalog.load(deployment.catalog, registry)
+        return ReadPlans.load(deployment.catalog, registry)
     finally:
         close_registry(registry)
 
 
 def test_values_come_from_the_hash_the_plan_names(
-    deployment: Deployment, catalog: ServingCatalog
+    deployment: Deployment, catalog: ReadPlans
 ) -> None:
     plan = catalog.projects["fraud"].views["account_stats"]
     key = (
@@ -48,9 +48,7 @@ def test_values_come_from_the_hash_the_plan_names(
     assert column["event_timestamps"] == ["2023-11-14T22:13:20Z", codec.EPOCH]
 
 
-def test_an_unavailable_store_is_a_503_error(
-    deployment: Deployment, catalog: ServingCatalog
-) -> None:
+def test_an_unavailable_store_is_a_503_error(deployment: Deployment, catalog: ReadPlans) -> None:
     reader = InMemoryOnlineReader()
     reader.available = False
     with pytest.raises(StoreUnavailableError) as excinfo:

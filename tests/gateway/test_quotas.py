@@ -28,9 +28,10 @@ from featureplane.gateway.quotas import (
 )
 from featureplane.online.connection import SharedConnection
 from featureplane.tenancy.spec import Quotas
-from tests.conftest import Deployment, bearer, start_gateway
-from tests.load import paced
-from tests.tenants import tenants_with_quotas
+from tests.support.deployment import Deployment
+from tests.support.gateway import bearer, start_gateway
+from tests.support.load import paced
+from tests.support.tenants import tenants_with_quotas
 
 RATE = 40.0  # fraud's requests/s in this module
 FRAUD_BODY = {"features": ["account_stats:txn_count_24h"], "entities": {"account_id": [1]}}

@@ -13,7 +13,7 @@ from feast import FeatureStore, RepoConfig
 
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.feast_config import feature_store, render
-from tests.conftest import Deployment
+from tests.support.deployment import Deployment
 
 
 def _remote_store(

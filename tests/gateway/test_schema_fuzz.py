@@ -36,7 +36,8 @@ import schemathesis
 from schemathesis import checks
 
 from featureplane.embedded.gateway import GatewayProcess
-from tests.conftest import Deployment, bearer
+from tests.support.deployment import Deployment
+from tests.support.gateway import bearer
 
 MAX_EXAMPLES = 150
 CLI_CHECKS = [

@@ -17,8 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.conftest import require
-from tests.helm.sync_chart import CHART, chart_tenant_names, copies, tenant_names
+from tests.support.chart import CHART, chart_tenant_names, copies, tenant_names
+from tests.support.components import require
 
 HELM = Path(sys.executable).with_name("helm")
 KUBERNETES_VERSION = "1.31.0"  # pinned schema set shipped with kubernetes-validate
@@ -252,7 +252,7 @@ def test_schema_is_draft_07() -> None:
 
 
 def test_chart_tenants_match_tenants_dir() -> None:
-    assert chart_tenant_names() == tenant_names(), "run `python -m tests.helm.sync_chart`"
+    assert chart_tenant_names() == tenant_names(), "run `python -m tests.support.chart`"
 
 
 def test_chart_copies_are_current() -> None:

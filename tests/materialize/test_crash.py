@@ -25,7 +25,8 @@ import redis
 from featureplane.embedded.redis import EmbeddedRedis, redis_server_binary
 from featureplane.errors import ConfigError
 from featureplane.feast_config import feature_store
-from featureplane.materialize.runner import materialize_tenant, read_pending
+from featureplane.ingest.landing import read_pending
+from featureplane.materialize.runner import materialize_tenant
 from featureplane.observability import runs
 from featureplane.offline import read_parts, write_part
 from featureplane.registry.apply import apply_tenant
@@ -34,7 +35,8 @@ from featureplane.settings import Settings
 from featureplane.sources import landing_dir, offline_dir
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.spec import TenantSpec
-from tests.conftest import make_settings, require
+from tests.support.components import require
+from tests.support.settings import make_settings
 
 TENANT = "fraud"
 SOURCE = "account_activity"

@@ -14,7 +14,7 @@ from feast import FeatureStore, RepoConfig
 
 from featureplane.feast_config import render
 from featureplane.settings import Settings
-from tests.conftest import Deployment
+from tests.support.deployment import Deployment
 
 ENGINE = {"type": "featureplane.materialize.engine.FeatureplaneEngine", "batch_rows": 97}
 

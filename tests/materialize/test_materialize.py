@@ -15,7 +15,7 @@ from featureplane.registry.apply import apply_tenant
 from featureplane.samples import generate, land
 from featureplane.sources import landing_dir, offline_dir
 from featureplane.tenancy.catalog import TenantCatalog
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 
 def test_write_part_is_atomic_and_content_addressed(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.feast_config import render
 from featureplane.materialize import engine as engine_module
 from featureplane.online import codec
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 OURS = {"type": "featureplane.materialize.engine.FeatureplaneEngine", "batch_rows": 4}
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)

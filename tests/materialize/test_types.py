@@ -41,13 +41,14 @@ from feast.types import (
 from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.feast_config import render
 from featureplane.gateway.lookup import FeatureRequest, prepare
-from featureplane.gateway.plans import ServingCatalog, compile_project
+from featureplane.gateway.plans import ReadPlans, compile_project
 from featureplane.gateway.reader import RedisOnlineReader
 from featureplane.online.codec import NULL_TIMESTAMP
 from featureplane.online.connection import SharedConnection
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.spec import TenantSpec
-from tests.conftest import columns_by_name, make_settings
+from tests.support.gateway import columns_by_name
+from tests.support.settings import make_settings
 
 PROJECT = "types"
 VIEW = "all_types"
@@ -60,7 +61,7 @@ NAN, INF = float("nan"), float("inf")
 
 
 def _ts(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc,arg-type]  # year, month, day…
 
 
 # Feature -> (Feast type, Arrow type, one value per entity row; None is null).
@@ -206,13 +207,15 @@ def test_featureplane_writes_read_back_by_feasts_sdk(materialized: Materialized,
 
 
 def _gateway(store: FeatureStore, url: str) -> dict[str, Any]:
-    spec = TenantSpec(
-        name=PROJECT,
-        owners=[{"name": "Types", "email": "types@example.com"}],
-        cost_centre="CC-0000-TYPES",
-        sla={"latency_p99_ms": 5},
+    spec = TenantSpec.model_validate(
+        {
+            "name": PROJECT,
+            "owners": [{"name": "Types", "email": "types@example.com"}],
+            "cost_centre": "CC-0000-TYPES",
+            "sla": {"latency_p99_ms": 5},
+        }
     )
-    catalog = ServingCatalog(
+    catalog = ReadPlans(
         TenantCatalog({PROJECT: spec}, Path()), {PROJECT: compile_project(store.registry, PROJECT)}
     )
     request = FeatureRequest(entities={"item_id": [*IDS, ABSENT]}, features=_features())

@@ -13,41 +13,20 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from featureplane.dashboards import artifacts, grafana, queries
+from featureplane.dashboards import DashboardConfig, artifacts, queries
+from featureplane.dashboards.config import BurnWindow
 from featureplane.tenancy.catalog import TenantCatalog
-from tests.conftest import ROOT, require_binary
+from tests.support.components import require_binary
+from tests.support.dashboards import DASHBOARDS, dashboard, panel_queries
+from tests.support.paths import ROOT
 
 RULES = ROOT / artifacts.RULES
 RULES_TEST = ROOT / "dashboards/prometheus/tests/rules_test.yaml"
-DASHBOARDS = (artifacts.TENANT_SLA, artifacts.PLATFORM_OVERVIEW)
-# Grafana's variables, as a 1 s scrape interval and a short time range would set them.
-GRAFANA_VARIABLES = {"$tenant": "fraud", "$__rate_interval": "1m", "$__range": "1m"}
 
 
 @pytest.fixture(scope="module")
 def catalog() -> TenantCatalog:
     return TenantCatalog.load(ROOT / "tenants")
-
-
-def _dashboard(path: Path) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads((ROOT / path).read_text())
-    return document
-
-
-def panel_queries() -> list[Any]:
-    """Every panel query of the committed dashboards as Grafana would send it, one
-    ``pytest.param`` each, named ``<dashboard>/<panel>/<refId>``."""
-    found = []
-    for path in DASHBOARDS:
-        for panel in _dashboard(path)["panels"]:
-            for target in panel.get("targets", []):
-                expr = target["expr"]
-                for variable, value in GRAFANA_VARIABLES.items():
-                    expr = expr.replace(variable, value)
-                found.append(
-                    pytest.param(expr, id=f"{path.stem}/{panel['title']}/{target['refId']}")
-                )
-    return found
 
 
 def test_generated_files_are_current(catalog: TenantCatalog) -> None:
@@ -105,7 +84,8 @@ def test_every_tenant_has_its_slo_rules(catalog: TenantCatalog) -> None:
     latency = groups["featureplane.slo.latency"]
     for name in catalog:
         records = {r["record"] for r in latency if r["labels"] == {"tenant": name}}
-        assert records == {queries.latency_errors_record(w) for w in queries.SLO_WINDOWS}
+        windows = DashboardConfig().slo_windows
+        assert records == {queries.latency_errors_record(w) for w in windows}
         alerts = groups[f"featureplane.slo.alerts.{name}"]
         assert {(a["alert"], a["labels"]["long"], a["labels"]["severity"]) for a in alerts} == {
             (alert, long, severity)
@@ -136,14 +116,12 @@ def test_latency_slo_refuses_a_target_beyond_the_histogram() -> None:
 
 def test_whole_second_buckets_match_either_spelling() -> None:
     # prometheus_client exposes le="1.0"; Prometheus 3 normalises it to le="1".
-    assert 'le=~"1|1\\\\.0"' in queries.latency_error_ratio('tenant="x"', "5m", 0.9)
+    ratio = queries.Queries(DashboardConfig()).latency_error_ratio('tenant="x"', "5m", 0.9)
+    assert 'le=~"1|1\\\\.0"' in ratio
 
 
-def test_the_job_is_configured_in_one_place(
-    catalog: TenantCatalog, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(queries, "JOB", "fp-gateway")
-    rendered = artifacts.render_all(catalog)
+def test_the_job_is_configured_in_one_place(catalog: TenantCatalog) -> None:
+    rendered = artifacts.render_all(catalog, DashboardConfig(job="fp-gateway"))
     for path in (*DASHBOARDS, artifacts.RULES):
         assert 'job="featureplane"' not in rendered[path].replace('\\"', '"'), path
         assert 'job="fp-gateway"' in rendered[path].replace('\\"', '"'), path
@@ -167,7 +145,7 @@ def test_dashboard_round_trips_through_the_sdk_models(path: Path) -> None:
     """Nothing the generator wrote is dropped or changed by the SDK's own models (the SDK may
     add defaults, e.g. an empty ``fieldConfig.defaults.custom``)."""
     register_default_plugins()
-    original = _dashboard(path)
+    original = dashboard(path)
     again = json.loads(json.dumps(Dashboard.from_json(original), cls=JSONEncoder))
     dropped = {k: v for k, v in _leaves(original).items() if _leaves(again).get(k, ...) != v}
     assert dropped == {}
@@ -175,7 +153,7 @@ def test_dashboard_round_trips_through_the_sdk_models(path: Path) -> None:
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=str)
 def test_every_panel_queries_prometheus_through_the_datasource_variable(path: Path) -> None:
-    board = _dashboard(path)
+    board = dashboard(path)
     panels = [p for p in board["panels"] if p["type"] != "row"]
     assert panels
     ids = [p["id"] for p in board["panels"]]
@@ -191,14 +169,14 @@ def test_every_panel_queries_prometheus_through_the_datasource_variable(path: Pa
 @pytest.mark.parametrize("path", DASHBOARDS, ids=str)
 def test_datasource_variable_defaults_to_the_provisioned_datasource(path: Path) -> None:
     provisioned = yaml.safe_load((ROOT / artifacts.DATASOURCES).read_text())["datasources"]
-    variable = next(v for v in _dashboard(path)["templating"]["list"] if v["type"] == "datasource")
+    variable = next(v for v in dashboard(path)["templating"]["list"] if v["type"] == "datasource")
     assert variable["query"] == "prometheus"
-    assert variable["current"]["value"] == grafana.DATASOURCE_UID
-    assert [d["uid"] for d in provisioned] == [grafana.DATASOURCE_UID]
+    assert variable["current"]["value"] == DashboardConfig().datasource_uid
+    assert [d["uid"] for d in provisioned] == [DashboardConfig().datasource_uid]
 
 
 def test_dashboards_have_stable_uids() -> None:
-    uids = {path: _dashboard(path)["uid"] for path in DASHBOARDS}
+    uids = {path: dashboard(path)["uid"] for path in DASHBOARDS}
     assert uids == {
         artifacts.TENANT_SLA: "featureplane-tenant-sla",
         artifacts.PLATFORM_OVERVIEW: "featureplane-platform-overview",
@@ -208,5 +186,27 @@ def test_dashboards_have_stable_uids() -> None:
 def test_dashboard_provider_serves_a_folder() -> None:
     providers = yaml.safe_load((ROOT / artifacts.DASHBOARD_PROVIDERS).read_text())["providers"]
     assert [(p["type"], p["options"]["path"]) for p in providers] == [
-        ("file", artifacts.GRAFANA_DASHBOARDS_PATH)
+        ("file", DashboardConfig().dashboards_path)
     ]
+
+
+def test_the_burn_rate_panel_follows_the_burn_windows(catalog: TenantCatalog) -> None:
+    """The panel plots the paging windows, its thresholds are their rates, and its description
+    names the page and ticket rates of the alerts."""
+    windows = (
+        BurnWindow("1h", "5m", 10, "2m", "page"),
+        BurnWindow("1d", "2h", 2, "1h", "ticket"),
+    )
+    config = DashboardConfig(burn_windows=windows)
+    board = json.loads(artifacts.render_all(catalog, config)[artifacts.TENANT_SLA])
+    [panel] = [p for p in board["panels"] if p["title"] == "Error-budget burn rate"]
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [(s["value"], s["color"]) for s in steps] == [(None, "green"), (10, "red")]
+    assert panel["description"].endswith("Pages at 10 (1 h); tickets at 2 (1 d).")
+    legends = [(t["refId"], t["legendFormat"]) for t in panel["targets"]]
+    assert legends == [("A", "availability 1h"), ("B", "latency 1h")]
+
+
+def test_burn_windows_need_their_recording_rules() -> None:
+    with pytest.raises(ValueError, match=r"\['2d'\] are not among slo_windows"):
+        DashboardConfig(burn_windows=(BurnWindow("2d", "6h", 1, "3h", "ticket"),))

@@ -26,14 +26,26 @@ import httpx
 import pytest
 import yaml
 
-from featureplane.dashboards import artifacts
-from featureplane.dashboards import queries as q
+from featureplane.dashboards import DashboardConfig, artifacts
+from featureplane.dashboards.queries import (
+    ALL_TENANTS,
+    SERVING_ROUTE,
+    Queries,
+    label_is,
+    tenant_is,
+)
 from featureplane.embedded.redis import free_port
 from featureplane.observability.metrics import LATENCY_BUCKETS
-from tests.conftest import ROOT, Deployment, bearer, require_binary, start_gateway
-from tests.observability.test_artifacts import panel_queries
+from tests.support.components import require_binary
+from tests.support.dashboards import panel_queries
+from tests.support.deployment import Deployment
+from tests.support.gateway import bearer, start_gateway
+from tests.support.paths import ROOT
 
 T = TypeVar("T")
+
+CONFIG = DashboardConfig()  # what the committed rules and dashboards are generated with
+q = Queries(CONFIG)
 
 LOAD_SECONDS = 15.0
 # Requests/s per tenant. Each scrape stalls the worker it lands on for ~25 ms (the /metrics
@@ -136,7 +148,7 @@ def _config(directory: Path, gateway_port: int) -> Path:
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(ROOT / artifacts.RULES)],
         "scrape_configs": [
-            {"job_name": q.JOB, "static_configs": [{"targets": [f"127.0.0.1:{gateway_port}"]}]}
+            {"job_name": CONFIG.job, "static_configs": [{"targets": [f"127.0.0.1:{gateway_port}"]}]}
         ],
     }
     path = directory / "prometheus.yml"
@@ -145,7 +157,7 @@ def _config(directory: Path, gateway_port: int) -> Path:
 
 
 def _counted(base: str) -> dict[str, float]:
-    serving = q.selector(q.label_is("route", q.SERVING_ROUTE))
+    serving = q.selector(label_is("route", SERVING_ROUTE))
     expr = f"sum by (tenant) (featureplane_request_duration_seconds_count{serving})"
     return {r["metric"]["tenant"]: float(r["value"][1]) for r in _query(base, expr)}
 
@@ -219,7 +231,7 @@ def _bucket(seconds: float) -> int:
 @pytest.mark.parametrize("tenant", ["fraud", "recsys"])
 def test_p99_is_consistent_with_what_the_client_saw(run: Run, tenant: str) -> None:
     window = f"{math.ceil(run.seconds)}s"
-    [sample] = run.query(q.latency_quantile(0.99, q.tenant_is(tenant), window))
+    [sample] = run.query(q.latency_quantile(0.99, tenant_is(tenant), window))
     server = float(sample["value"][1])
     ordered = sorted(run.traffic[tenant].latencies)
     client = ordered[math.ceil(0.99 * len(ordered)) - 1]
@@ -253,7 +265,7 @@ def test_every_rule_evaluates_without_error(run: Run) -> None:
 def test_freshness_alert_compares_every_view_with_its_sla(run: Run, deployment: Deployment) -> None:
     """Freshness and its target pair up label for label (else the alert could never fire),
     and the freshly materialized sample data is within every SLA."""
-    compared = f"{q.freshness(q.ALL_TENANTS)} > bool {q.freshness_target(q.ALL_TENANTS)}"
+    compared = f"{q.freshness(ALL_TENANTS)} > bool {q.freshness_target(ALL_TENANTS)}"
     pairs = {
         (r["metric"]["tenant"], r["metric"]["feature_view"]): r["value"][1]
         for r in run.query(compared)

@@ -15,7 +15,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.gateway.app import create_app
 from featureplane.observability import tracing
-from tests.conftest import Deployment, bearer
+from tests.support.deployment import Deployment
+from tests.support.gateway import bearer
 
 BODY = {"features": ["account_stats:txn_count_24h"], "entities": {"account_id": [1]}}
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -86,11 +87,17 @@ def test_request_path_is_traced_under_the_callers_trace(
     finished = {s.name: s for s in spans.get_finished_spans()}
     assert {"auth", "quota", "store.read", "encode", "POST /get-online-features"} <= set(finished)
     root = finished["POST /get-online-features"]
+    assert root.context is not None
+    assert root.parent is not None
+    assert root.attributes is not None
     assert format(root.context.trace_id, "032x") == TRACE_ID
     assert format(root.parent.span_id, "016x") == "00f067aa0ba902b7"  # the caller's span
     for name in ("auth", "quota", "store.read", "encode"):
-        assert finished[name].context.trace_id == root.context.trace_id
-        assert finished[name].parent.span_id == root.context.span_id
+        child = finished[name]
+        assert child.context is not None
+        assert child.parent is not None
+        assert child.context.trace_id == root.context.trace_id
+        assert child.parent.span_id == root.context.span_id
     assert root.attributes["featureplane.tenant"] == "fraud"
     assert root.attributes["http.status_code"] == 200
 

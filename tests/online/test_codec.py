@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import math
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -69,7 +70,7 @@ def test_feature_fields_equal_feasts() -> None:
 
 VALUES = [
     V(),
-    V(null_val=0),
+    V(null_val=0),  # type: ignore[arg-type]  # the Null enum's only value
     V(int32_val=-5),
     V(int64_val=2**62),
     V(int64_val=0),
@@ -147,7 +148,7 @@ def _column(value_type: int, rng: random.Random) -> list[bytes | None]:
     def small_or_any(bits: int) -> int:
         return rng.choice([rng.randrange(-(2**bits), 2**bits), rng.randrange(0, 1 << 21), 0])
 
-    make = {
+    make: Callable[[], V] = {
         codec.DOUBLE: lambda: V(double_val=rng.choice([rng.uniform(-1e9, 1e9), math.nan, 0.0])),
         codec.FLOAT: lambda: V(float_val=rng.choice([rng.uniform(-1e3, 1e3), -math.inf])),
         codec.INT64: lambda: V(int64_val=small_or_any(63)),

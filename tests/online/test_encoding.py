@@ -80,7 +80,7 @@ def test_int_nulls_are_empty_values() -> None:
 def _timestamp_bytes(moment: datetime) -> bytes:
     ts = Timestamp()
     ts.FromDatetime(moment)
-    return ts.SerializeToString()
+    return bytes(ts.SerializeToString())
 
 
 def test_timestamps_are_feasts_bytes_and_read_back() -> None:

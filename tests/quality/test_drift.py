@@ -40,7 +40,9 @@ from featureplane.samples import generate, generator_path, land
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.spec import Drift, TenantSpec
-from tests.conftest import ROOT, make_settings, start_gateway
+from tests.support.gateway import start_gateway
+from tests.support.paths import ROOT
+from tests.support.settings import make_settings
 
 TENANT, VIEW, SOURCE = "fraud", "account_stats", "account_activity"
 NUMERIC = ["txn_count_24h", "txn_amount_avg_7d", "chargeback_rate", "days_since_signup"]
@@ -165,12 +167,12 @@ def test_types_that_are_not_scored() -> None:
 
 
 def test_thresholds_default_and_per_feature() -> None:
-    limits = Drift(ks=0.3, features={"v.f": {"psi": 0.1}})
+    limits = Drift.model_validate({"ks": 0.3, "features": {"v.f": {"psi": 0.1}}})
     assert limits.limit("v", "f", "psi") == 0.1
     assert limits.limit("v", "f", "ks") == 0.3  # not overridden: the tenant's
     assert limits.limit("v", "g", "psi") == 0.2  # the default
     with pytest.raises(ValidationError, match="should match pattern"):
-        Drift(features={"no_view": {"psi": 0.1}})
+        Drift.model_validate({"features": {"no_view": {"psi": 0.1}}})
     with pytest.raises(ValidationError):
         Drift(ks=1.5)
 

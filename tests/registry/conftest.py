@@ -6,23 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from featureplane.embedded.postgres import EmbeddedPostgres, postgres_binary
-from featureplane.errors import ConfigError
-from tests.conftest import require
-
-
-def require_postgres() -> None:
-    """PostgreSQL's server binaries, or a skip (a failure under CI=true)."""
-    try:
-        postgres_binary("initdb")
-        postgres_binary("postgres")
-    except ConfigError:
-        require(False, "PostgreSQL server binaries (initdb, postgres)")
-
-
-def start_postgres() -> EmbeddedPostgres:
-    require_postgres()
-    return EmbeddedPostgres().start()
+from tests.support.postgres import start_postgres
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from featureplane.feast_config import close_registry, open_registry
 from featureplane.registry.apply import apply_tenant, run_feast
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 TENANT, OTHER = "fraud", "recsys"
 Rows = dict[str, list[tuple[Any, ...]]]

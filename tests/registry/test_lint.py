@@ -12,8 +12,8 @@ from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.registry.lint import shadowed
 from featureplane.registry.plan import plan_tenant
 from featureplane.tenancy.catalog import TenantCatalog
-from tests.conftest import make_settings
-from tests.registry.test_plan import Platform, cli
+from tests.support.settings import make_settings
+from tests.support.trees import Platform, cli
 
 BAD_DEFINITIONS = '''\
 """One object per lint rule; `tagged` and `kept` are fine."""

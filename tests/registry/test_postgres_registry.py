@@ -12,7 +12,7 @@ from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.feast_config import close_registry, open_registry
 from featureplane.registry.apply import apply_tenant
 from featureplane.tenancy.catalog import TenantCatalog
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 
 @pytest.mark.postgres

@@ -37,8 +37,11 @@ from featureplane.gateway.ops import registry_check, registry_stale_after
 from featureplane.gateway.state import GatewayState
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
-from tests.conftest import SAMPLE_ROWS, bearer, make_settings, run_cli, start_gateway
-from tests.registry.conftest import start_postgres
+from tests.support.cli import run_cli
+from tests.support.deployment import SAMPLE_ROWS
+from tests.support.gateway import bearer, start_gateway
+from tests.support.postgres import start_postgres
+from tests.support.settings import make_settings
 
 REFRESH_SECONDS = 1.0
 PASSWORD = "s3cret-registry-pw"  # trust auth ignores it; it must never be printed
@@ -344,7 +347,7 @@ def test_a_refresh_that_hangs_counts_as_stale_without_an_error(tmp_path: Path) -
 
     def state(age: float, error: str | None = None) -> GatewayState:
         catalog = SimpleNamespace(loaded_at=now - age)
-        fake = SimpleNamespace(settings=settings, catalog=catalog, registry_error=error)
+        fake = SimpleNamespace(settings=settings, plans=catalog, registry_error=error)
         return cast(GatewayState, fake)
 
     assert registry_stale_after(refresh) == 40.0

@@ -32,16 +32,14 @@ import redis
 
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.tenancy.credentials import CRED_PREFIX, CredentialStore
-from tests.conftest import Deployment, bearer
-from tests.registry.test_ownership import (  # noqa: F401  (fixtures, used by name)
+from tests.support.deployment import Deployment
+from tests.support.gateway import bearer
+from tests.support.registry_server import (
     Platform,
     all_projects,
-    applied,
-    platform,
     project_rows,
     registry_db,
     remote_registry,
-    tenant_repo,
 )
 
 FEATURES = "/get-online-features"
@@ -678,8 +676,8 @@ def _refused(call: Callable[[], object], read: bool) -> str:
 
 
 def test_registry_server_refuses_every_rpc_into_foreign_projects(
-    platform: Platform,  # noqa: F811
-    applied: dict[str, Any],  # noqa: F811
+    platform: Platform,
+    applied: dict[str, Any],
 ) -> None:
     db = registry_db(platform)
     platform.tokens.setdefault("pricing", platform.credentials.issue("pricing").token)

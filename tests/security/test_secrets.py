@@ -32,12 +32,10 @@ from featureplane.observability.metrics import FLUSH_SECONDS
 from featureplane.redact import redact, redact_url
 from featureplane.settings import Settings
 from featureplane.tenancy.credentials import CredentialStore
-from tests.conftest import ROOT, Deployment, run_cli
-from tests.registry.test_ownership import (  # noqa: F401  (fixtures, used by name)
-    Platform,
-    platform,
-    remote_registry,
-)
+from tests.support.cli import run_cli
+from tests.support.deployment import Deployment
+from tests.support.paths import ROOT
+from tests.support.registry_server import Platform, remote_registry
 
 FEATURES = "/get-online-features"
 REDIS_PASSWORD = "redis-pw-Zq8x41"
@@ -193,7 +191,7 @@ def test_request_ids_that_are_tokens_are_replaced(
 # -- the registry server ---------------------------------------------------------------------
 
 
-def test_registry_server_logs_no_tokens(platform: Platform) -> None:  # noqa: F811
+def test_registry_server_logs_no_tokens(platform: Platform) -> None:
     from feast import Entity, ValueType
     from feast.errors import FeastPermissionError
 

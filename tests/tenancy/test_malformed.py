@@ -26,7 +26,9 @@ from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.registry.apply import apply_tenant
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
-from tests.conftest import ROOT, make_settings, run_cli
+from tests.support.cli import run_cli
+from tests.support.paths import ROOT
+from tests.support.settings import make_settings
 
 
 def _replace(path: Path, old: str, new: str) -> None:
@@ -38,7 +40,7 @@ def _replace(path: Path, old: str, new: str) -> None:
 # -- tenant.yaml -----------------------------------------------------------------------------
 
 # (id, tenant, edit of its tenant.yaml, the field named, words of the problem)
-Edit = Callable[[Path], None]
+Edit = Callable[[Path], object]
 
 
 def _sub(old: str, new: str) -> Edit:

@@ -1,9 +1,12 @@
-"""The generated observability files: what `featureplane dashboards generate` writes, and what
-``--check`` (and a test) compares with the committed copies.
+"""The generated files of the top-level dashboards/ folder (Grafana dashboards, Prometheus rules,
+Grafana provisioning) and the Helm chart's copies of them: what `featureplane dashboards
+generate` writes, and what ``--check`` (and a test) compares with the committed copies.
 
-Paths are relative to the repository root. The provisioning files make a stock Grafana load the
+Paths are relative to the repository root. Every entry point takes the
+:class:`~featureplane.dashboards.config.DashboardConfig` to render with (default: the one the
+committed files are generated with). The provisioning files make a stock Grafana load the
 dashboards as they are: mount ``dashboards/provisioning/`` at ``/etc/grafana/provisioning/`` and
-``dashboards/grafana/`` at :data:`GRAFANA_DASHBOARDS_PATH`.
+``dashboards/grafana/`` at the config's ``dashboards_path``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import yaml
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from featureplane.dashboards import grafana
+from featureplane.dashboards.config import DashboardConfig
 from featureplane.dashboards.rules import render_rules
 from featureplane.tenancy.catalog import TenantCatalog
 
@@ -27,24 +31,22 @@ CHART_FILES = Path("helm/featureplane/files")
 DATASOURCES = Path("dashboards/provisioning/datasources/featureplane.yaml")
 DASHBOARD_PROVIDERS = Path("dashboards/provisioning/dashboards/featureplane.yaml")
 
-PROMETHEUS_URL = "http://localhost:9090"
-GRAFANA_DASHBOARDS_PATH = "/var/lib/grafana/dashboards/featureplane"
-
 
 def _yaml(document: dict[str, Any], *comments: str) -> str:
     header = "".join(f"# {line}\n" for line in (GENERATED, *comments))
     return header + yaml.safe_dump(document, sort_keys=False, width=1000)
 
 
-def _datasources() -> str:
+def _datasources(config: DashboardConfig) -> str:
     datasource = {
-        "name": grafana.DATASOURCE_NAME,
-        "uid": grafana.DATASOURCE_UID,  # what the dashboards' datasource variable selects
+        "name": config.datasource_name,
+        "uid": config.datasource_uid,  # what the dashboards' datasource variable selects
         "type": "prometheus",
         "access": "proxy",
-        "url": PROMETHEUS_URL,
+        "url": config.prometheus_url,
         "editable": False,
-        "jsonData": {"timeInterval": "15s"},  # the scrape interval: $__rate_interval >= 4x it
+        # The scrape interval: $__rate_interval >= 4x it.
+        "jsonData": {"timeInterval": config.scrape_interval},
     }
     return _yaml(
         {"apiVersion": 1, "datasources": [datasource]},
@@ -52,7 +54,7 @@ def _datasources() -> str:
     )
 
 
-def _dashboard_providers() -> str:
+def _dashboard_providers(config: DashboardConfig) -> str:
     provider = {
         "name": "featureplane",
         "orgId": 1,
@@ -61,12 +63,12 @@ def _dashboard_providers() -> str:
         "type": "file",
         "disableDeletion": True,
         "allowUiUpdates": False,
-        "updateIntervalSeconds": 30,
-        "options": {"path": GRAFANA_DASHBOARDS_PATH},
+        "updateIntervalSeconds": config.provider_update_seconds,
+        "options": {"path": config.dashboards_path},
     }
     return _yaml(
         {"apiVersion": 1, "providers": [provider]},
-        f"Mount dashboards/grafana/ at {GRAFANA_DASHBOARDS_PATH}.",
+        f"Mount dashboards/grafana/ at {config.dashboards_path}.",
     )
 
 
@@ -75,14 +77,16 @@ def _dashboard(board: Dashboard) -> str:
     return grafana.render(board)
 
 
-def render_all(catalog: TenantCatalog) -> dict[Path, str]:
-    """Every generated file's content, by path relative to the repository root."""
+def render_all(catalog: TenantCatalog, config: DashboardConfig | None = None) -> dict[Path, str]:
+    """Every generated file's content, by path relative to the repository root; ``config``
+    defaults to ``DashboardConfig()``, what the committed files are generated with."""
+    config = DashboardConfig() if config is None else config
     rendered = {
-        TENANT_SLA: _dashboard(grafana.tenant_sla()),
-        PLATFORM_OVERVIEW: _dashboard(grafana.platform_overview()),
-        RULES: f"# {GENERATED}\n" + render_rules(catalog),
-        DATASOURCES: _datasources(),
-        DASHBOARD_PROVIDERS: _dashboard_providers(),
+        TENANT_SLA: _dashboard(grafana.tenant_sla(config)),
+        PLATFORM_OVERVIEW: _dashboard(grafana.platform_overview(config)),
+        RULES: f"# {GENERATED}\n" + render_rules(catalog, config),
+        DATASOURCES: _datasources(config),
+        DASHBOARD_PROVIDERS: _dashboard_providers(config),
     }
     # The Helm chart cannot read files outside its folder, so it carries copies of these.
     rendered[CHART_FILES / "rules.yaml"] = rendered[RULES]
@@ -99,14 +103,16 @@ def _differing(root: Path, rendered: dict[Path, str]) -> list[Path]:
     ]
 
 
-def stale(root: Path, catalog: TenantCatalog) -> list[Path]:
+def stale(root: Path, catalog: TenantCatalog, config: DashboardConfig | None = None) -> list[Path]:
     """The generated files under ``root`` that are missing or differ from a fresh rendering."""
-    return _differing(root, render_all(catalog))
+    return _differing(root, render_all(catalog, config))
 
 
-def write_all(root: Path, catalog: TenantCatalog) -> list[Path]:
+def write_all(
+    root: Path, catalog: TenantCatalog, config: DashboardConfig | None = None
+) -> list[Path]:
     """Bring the generated files under ``root`` up to date; returns the ones it wrote."""
-    rendered = render_all(catalog)
+    rendered = render_all(catalog, config)
     written = _differing(root, rendered)
     for path in written:
         (root / path).parent.mkdir(parents=True, exist_ok=True)

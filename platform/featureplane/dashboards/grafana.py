@@ -3,13 +3,15 @@
 *Tenant SLA* is one tenant at a time (``$tenant``) against the targets of its tenant.yaml, which
 the gateway exports as gauges so one dashboard serves every tenant. *Platform overview* puts
 the tenants side by side with the shared machinery (online store, registry). Every expression
-comes from :mod:`featureplane.dashboards.queries`; UIDs are fixed so links and bookmarks
-survive regeneration.
+comes from :mod:`featureplane.dashboards.queries`; the data source, UIDs, time range and refresh
+come from the :class:`~featureplane.dashboards.config.DashboardConfig` each builder is given.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 
 from grafana_foundation_sdk.builders import bargauge, prometheus, stat, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
@@ -18,14 +20,10 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as models
 
-from featureplane.dashboards import queries as q
+from featureplane.dashboards.config import BurnWindow, DashboardConfig
+from featureplane.dashboards.queries import ALL_TENANTS, Queries, top
 
-TENANT_SLA_UID = "featureplane-tenant-sla"
-PLATFORM_OVERVIEW_UID = "featureplane-platform-overview"
-# The provisioned Prometheus data source the datasource variable selects by default.
-DATASOURCE_UID = "featureplane-prometheus"
-DATASOURCE_NAME = "Featureplane Prometheus"
-
+# Grafana's variables (the datasource and tenant ones are the dashboards' own) and the layout.
 _DATASOURCE = models.DataSourceRef(type_val="prometheus", uid="${datasource}")
 _TENANT = 'tenant="$tenant"'
 _RATE = "$__rate_interval"
@@ -115,12 +113,15 @@ def _bars(title: str, description: str, unit: str, target: prometheus.Dataquery)
     )
 
 
-def _board(uid: str, title: str, description: str) -> builders.Dashboard:
+def _board(config: DashboardConfig, uid: str, title: str, description: str) -> builders.Dashboard:
+    provisioned = models.VariableOption(
+        selected=True, text=config.datasource_name, value=config.datasource_uid
+    )
     datasource = (
         builders.DatasourceVariable("datasource")
         .label("Data source")
         .type("prometheus")
-        .current(models.VariableOption(selected=True, text=DATASOURCE_NAME, value=DATASOURCE_UID))
+        .current(provisioned)
     )
     return (
         builders.Dashboard(title)
@@ -128,8 +129,8 @@ def _board(uid: str, title: str, description: str) -> builders.Dashboard:
         .description(description)
         .tags(["featureplane"])
         .readonly()
-        .time("now-6h", "now")
-        .refresh("30s")
+        .time(config.time_from, config.time_to)
+        .refresh(config.refresh)
         .tooltip(models.DashboardCursorSync.CROSSHAIR)
         .annotations([])
         .with_variable(datasource)
@@ -144,9 +145,49 @@ def _numbered(board: builders.Dashboard) -> models.Dashboard:
     return built
 
 
-def tenant_sla() -> models.Dashboard:
+def _spelled(window: str) -> str:
+    """``1h`` as ``1 h``."""
+    return re.sub(r"^([0-9]+)", r"\1 ", window)
+
+
+def _burn_alerts(windows: Sequence[BurnWindow]) -> str:
+    """What the burn-rate alerts page and open tickets at, for the panel's description."""
+
+    def at(severity: str) -> str:
+        return " and ".join(
+            f"{w.factor:g} ({_spelled(w.long)})" for w in windows if w.severity == severity
+        )
+
+    return f"Pages at {at('page')}; tickets at {at('ticket')}."
+
+
+def _burn_rates(q: Queries, windows: Sequence[BurnWindow]) -> list[prometheus.Dataquery]:
+    """Both SLOs' burn rates over the long window of each paging alert."""
+    longs = [w.long for w in windows if w.severity == "page"]
+    rates = [
+        (f"{slo} {window}", burn_rate(_TENANT, window))
+        for slo, burn_rate in (
+            ("availability", q.availability_burn_rate),
+            ("latency", q.latency_burn_rate),
+        )
+        for window in longs
+    ]
+    return [_query(expr, legend, chr(ord("A") + i)) for i, (legend, expr) in enumerate(rates)]
+
+
+def _burn_thresholds(windows: Sequence[BurnWindow]) -> list[models.Threshold]:
+    """Green below the slowest paging burn rate, orange from it, red from the fastest."""
+    pages = sorted({w.factor for w in windows if w.severity == "page"})
+    steps = [models.Threshold(value=None, color="green")]
+    steps += [models.Threshold(value=factor, color="orange") for factor in pages[:-1]]
+    steps += [models.Threshold(value=factor, color="red") for factor in pages[-1:]]
+    return steps
+
+
+def tenant_sla(config: DashboardConfig) -> models.Dashboard:
     """One tenant against its SLA: latency, availability, budget burn, quotas, data freshness,
     drift and cost."""
+    q = Queries(config)
     tenant = (
         builders.QueryVariable("tenant")
         .label("Tenant")
@@ -156,7 +197,8 @@ def tenant_sla() -> models.Dashboard:
         .sort(models.VariableSort.ALPHABETICAL_ASC)
     )
     board = _board(
-        TENANT_SLA_UID,
+        config,
+        config.tenant_sla_uid,
         "Featureplane / Tenant SLA",
         "One tenant's service level against the targets in its tenant.yaml.",
     ).with_variable(tenant)
@@ -214,24 +256,15 @@ def tenant_sla() -> models.Dashboard:
         _timeseries(
             "Error-budget burn rate",
             "How many times faster than sustainable each error budget is spent (1 = exactly "
-            "on budget). Pages at 14.4 (1 h) and 6 (6 h); tickets at 3 (1 d) and 1 (3 d).",
+            f"on budget). {_burn_alerts(config.burn_windows)}",
             "x",
-            _query(q.availability_burn_rate(_TENANT, "1h"), "availability 1h", "A"),
-            _query(q.availability_burn_rate(_TENANT, "6h"), "availability 6h", "B"),
-            _query(q.latency_burn_rate(_TENANT, "1h"), "latency 1h", "C"),
-            _query(q.latency_burn_rate(_TENANT, "6h"), "latency 6h", "D"),
+            *_burn_rates(q, config.burn_windows),
             width=24,
         )
         .thresholds(
             builders.ThresholdsConfig()
             .mode(models.ThresholdsMode.ABSOLUTE)
-            .steps(
-                [
-                    models.Threshold(value=None, color="green"),
-                    models.Threshold(value=6, color="orange"),
-                    models.Threshold(value=14.4, color="red"),
-                ]
-            )
+            .steps(_burn_thresholds(config.burn_windows))
         )
         .thresholds_style(
             common_builders.GraphThresholdsStyleConfig().mode(common.GraphTresholdsStyleMode.DASHED)
@@ -377,11 +410,13 @@ def tenant_sla() -> models.Dashboard:
     return _numbered(board)
 
 
-def platform_overview() -> models.Dashboard:
+def platform_overview(config: DashboardConfig) -> models.Dashboard:
     """Every tenant side by side, the top talkers, and the shared online store and registry."""
-    tenants = q.ALL_TENANTS
+    q = Queries(config)
+    tenants = ALL_TENANTS
     board = _board(
-        PLATFORM_OVERVIEW_UID,
+        config,
+        config.platform_overview_uid,
         "Featureplane / Platform overview",
         "All tenants side by side, and the shared online store and registry.",
     )
@@ -423,7 +458,7 @@ def platform_overview() -> models.Dashboard:
             "By requests per second",
             "The five tenants sending the most feature requests.",
             "reqps",
-            _query(q.top(5, q.request_rate(tenants, _RANGE)), "{{tenant}}", "A", instant=True),
+            _query(top(5, q.request_rate(tenants, _RANGE)), "{{tenant}}", "A", instant=True),
         )
     )
     board.with_panel(
@@ -431,7 +466,7 @@ def platform_overview() -> models.Dashboard:
             "By entity rows per second",
             "The five tenants reading the most entity rows (a request may carry many).",
             "short",
-            _query(q.top(5, q.entity_rows_rate(tenants, _RANGE)), "{{tenant}}", "A", instant=True),
+            _query(top(5, q.entity_rows_rate(tenants, _RANGE)), "{{tenant}}", "A", instant=True),
         )
     )
 

@@ -1,9 +1,11 @@
 """Every PromQL expression the dashboards and the rules use, in one place.
 
-Each function takes a tenant matcher (``tenant_is("fraud")`` in rules, ``tenant="$tenant"`` in
-dashboards, :data:`ALL_TENANTS` for platform-wide views) and a range (``"5m"``, or Grafana's
+:class:`Queries` builds them for one :class:`~featureplane.dashboards.config.DashboardConfig`
+(the scrape job every selector is scoped to, the latency SLO's budget). Each expression takes a
+tenant matcher (``tenant_is("fraud")`` in rules, ``tenant="$tenant"`` in dashboards,
+:data:`ALL_TENANTS` for platform-wide views) and a range (``"5m"``, or Grafana's
 ``$__rate_interval``), so a panel and the alert that pages on the same signal read the same
-expression. The scrape job appears only through :data:`JOB`.
+expression.
 
 Ratios of bad requests are written ``1 - good / all``, so they are ``0`` rather than absent while
 nothing fails: an absent series blanks a panel and hides a tenant from a ``topk``.
@@ -11,21 +13,20 @@ nothing fails: an absent series blanks a panel and hides a tenant from a ``topk`
 Series the gateway computes at scrape time from shared state (tenant.yaml targets and limits,
 materialization records in Redis, the registry, Redis itself) are the same on every gateway
 replica, so they are aggregated with ``max``/``min``, never ``sum``.
+
+The names here (metrics, recording rules, the serving route) are no settings: they are what the
+gateway exports and the rules record.
 """
 
 from __future__ import annotations
 
-from featureplane.observability.metrics import LATENCY_BUCKETS
+from dataclasses import dataclass
 
-# The Prometheus scrape job of the gateways. The Helm chart may rename it: set this before
-# rendering (every selector reads it at call time).
-JOB = "featureplane"
+from featureplane.dashboards.config import DashboardConfig
+from featureplane.observability.metrics import LATENCY_BUCKETS
 
 SERVING_ROUTE = "/get-online-features"
 ALL_TENANTS = 'tenant!="-"'  # "-" labels requests refused before authentication
-SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
-# The latency SLO reads "99% of requests within sla.latency_p99_ms": a 1% error budget.
-LATENCY_SLO_BUDGET = 0.01
 
 REQUEST_RATE_RECORD = "featureplane:requests:rate5m"
 P99_RECORD = "featureplane:request_latency_seconds:p99_5m"
@@ -43,15 +44,6 @@ def tenant_is(name: str) -> str:
     return label_is("tenant", name)
 
 
-def selector(*matchers: str) -> str:
-    """A series selector scoped to the gateways' job: ``{job="featureplane",<matchers>}``."""
-    return "{" + ",".join([label_is("job", JOB), *matchers]) + "}"
-
-
-def _serving(tenant: str, *matchers: str) -> str:
-    return selector(tenant, label_is("route", SERVING_ROUTE), *matchers)
-
-
 def _sum(by: str) -> str:
     return f"sum by ({by})" if by else "sum"
 
@@ -63,40 +55,6 @@ def _sum_rate(series: str, window: str, by: str) -> str:
 def _quantile(q: float, buckets: str, window: str, by: str) -> str:
     labels = f"{by}, le" if by else "le"
     return f"histogram_quantile({q:g}, sum by ({labels}) (rate({buckets}[{window}])))"
-
-
-def tenant_names() -> str:
-    """Grafana's variable query for the tenants that have sent feature requests."""
-    return f"label_values({_REQUESTS}{selector(ALL_TENANTS)}, tenant)"
-
-
-# -- requests --------------------------------------------------------------------------------
-
-
-def request_rate(tenant: str, window: str, by: str = "tenant") -> str:
-    """Requests per second on the serving route, every status included."""
-    return _sum_rate(_REQUESTS + _serving(tenant), window, by)
-
-
-def status_ratio(status_class: str, tenant: str, window: str, by: str = "tenant") -> str:
-    """The fraction of serving-route requests answered with ``status_class`` (``"5xx"``...)."""
-    others = _REQUESTS + _serving(tenant, f'status_class!="{status_class}"')
-    return f"1 - {_sum_rate(others, window, by)} / {request_rate(tenant, window, by)}"
-
-
-def availability(tenant: str, window: str, by: str = "tenant") -> str:
-    """The non-5xx ratio: what ``sla.availability`` promises."""
-    good = _REQUESTS + _serving(tenant, 'status_class!="5xx"')
-    return f"{_sum_rate(good, window, by)} / {request_rate(tenant, window, by)}"
-
-
-def errors_by_code(tenant: str, window: str) -> str:
-    return _sum_rate("featureplane_request_errors_total" + selector(tenant), window, "code")
-
-
-def latency_quantile(q: float, tenant: str, window: str, by: str = "tenant") -> str:
-    """The ``q`` quantile of serving-route latency, in seconds."""
-    return _quantile(q, _REQUEST_BUCKETS + _serving(tenant), window, by)
 
 
 def latency_bucket(target_seconds: float) -> float:
@@ -123,21 +81,8 @@ def _le(bound: float) -> str:
     return label_is("le", text)
 
 
-def latency_error_ratio(tenant: str, window: str, target_seconds: float) -> str:
-    """The fraction of serving-route requests slower than ``target_seconds`` (see above)."""
-    fast = _REQUEST_BUCKETS + _serving(tenant, _le(latency_bucket(target_seconds)))
-    return f"1 - {_sum_rate(fast, window, 'tenant')} / {request_rate(tenant, window)}"
-
-
-def entity_rows_rate(tenant: str, window: str, by: str = "tenant") -> str:
-    return _sum_rate("featureplane_entity_rows_total" + selector(tenant), window, by)
-
-
 def top(k: int, expr: str) -> str:
     return f"topk({k}, {expr})"
-
-
-# -- SLO recording rules and burn rates ------------------------------------------------------
 
 
 def availability_errors_record(window: str) -> str:
@@ -148,147 +93,173 @@ def latency_errors_record(window: str) -> str:
     return f"featureplane:slo_latency_errors:ratio_rate{window}"
 
 
-def availability_burn_rate(tenant: str, window: str) -> str:
-    """How many times faster than sustainable the availability budget is spent (1 = on budget)."""
-    target = f"featureplane_sla_availability_ratio{selector(tenant)}"
-    return (
-        f"{availability_errors_record(window)}{{{tenant}}}"
-        f" / on (tenant) (1 - max by (tenant) ({target}))"
-    )
+@dataclass(frozen=True)
+class Queries:
+    """The expressions of one configuration."""
 
+    config: DashboardConfig
 
-def latency_burn_rate(tenant: str, window: str) -> str:
-    return f"{latency_errors_record(window)}{{{tenant}}} / {LATENCY_SLO_BUDGET:g}"
+    def selector(self, *matchers: str) -> str:
+        """A series selector scoped to the gateways' job: ``{job="featureplane",<matchers>}``."""
+        return "{" + ",".join([label_is("job", self.config.job), *matchers]) + "}"
 
+    def _serving(self, tenant: str, *matchers: str) -> str:
+        return self.selector(tenant, label_is("route", SERVING_ROUTE), *matchers)
 
-# -- targets and quotas (tenant.yaml, exported by the gateway) -------------------------------
+    def tenant_names(self) -> str:
+        """Grafana's variable query for the tenants that have sent feature requests."""
+        return f"label_values({_REQUESTS}{self.selector(ALL_TENANTS)}, tenant)"
 
+    # -- requests ----------------------------------------------------------------------------
 
-def latency_target(tenant: str) -> str:
-    return f"max(featureplane_sla_latency_p99_seconds{selector(tenant)})"
+    def request_rate(self, tenant: str, window: str, by: str = "tenant") -> str:
+        """Requests per second on the serving route, every status included."""
+        return _sum_rate(_REQUESTS + self._serving(tenant), window, by)
 
+    def status_ratio(self, status_class: str, tenant: str, window: str, by: str = "tenant") -> str:
+        """The fraction of serving-route requests answered with ``status_class`` (``"5xx"``...)."""
+        others = _REQUESTS + self._serving(tenant, f'status_class!="{status_class}"')
+        return f"1 - {_sum_rate(others, window, by)} / {self.request_rate(tenant, window, by)}"
 
-def availability_target(tenant: str) -> str:
-    return f"max(featureplane_sla_availability_ratio{selector(tenant)})"
+    def availability(self, tenant: str, window: str, by: str = "tenant") -> str:
+        """The non-5xx ratio: what ``sla.availability`` promises."""
+        good = _REQUESTS + self._serving(tenant, 'status_class!="5xx"')
+        return f"{_sum_rate(good, window, by)} / {self.request_rate(tenant, window, by)}"
 
+    def errors_by_code(self, tenant: str, window: str) -> str:
+        errors = "featureplane_request_errors_total" + self.selector(tenant)
+        return _sum_rate(errors, window, "code")
 
-def quota_limit(tenant: str, quota: str) -> str:
-    return f"max(featureplane_quota_limit{selector(tenant, label_is('quota', quota))})"
+    def latency_quantile(self, q: float, tenant: str, window: str, by: str = "tenant") -> str:
+        """The ``q`` quantile of serving-route latency, in seconds."""
+        return _quantile(q, _REQUEST_BUCKETS + self._serving(tenant), window, by)
 
+    def latency_error_ratio(self, tenant: str, window: str, target_seconds: float) -> str:
+        """The fraction of serving-route requests slower than ``target_seconds`` (see
+        :func:`latency_bucket`)."""
+        fast = _REQUEST_BUCKETS + self._serving(tenant, _le(latency_bucket(target_seconds)))
+        return f"1 - {_sum_rate(fast, window, 'tenant')} / {self.request_rate(tenant, window)}"
 
-def inflight(tenant: str) -> str:
-    """Requests being served now: each replica exports its workers' sum, so sum the replicas."""
-    return f"sum(featureplane_quota_inflight_requests{selector(tenant)})"
+    def entity_rows_rate(self, tenant: str, window: str, by: str = "tenant") -> str:
+        return _sum_rate("featureplane_entity_rows_total" + self.selector(tenant), window, by)
 
+    # -- SLO burn rates ----------------------------------------------------------------------
 
-def quota_rejections(tenant: str, window: str, by: str) -> str:
-    return _sum_rate("featureplane_quota_rejections_total" + selector(tenant), window, by)
+    def availability_burn_rate(self, tenant: str, window: str) -> str:
+        """How many times faster than sustainable the availability budget is spent (1 = on
+        budget)."""
+        target = f"featureplane_sla_availability_ratio{self.selector(tenant)}"
+        return (
+            f"{availability_errors_record(window)}{{{tenant}}}"
+            f" / on (tenant) (1 - max by (tenant) ({target}))"
+        )
 
+    def latency_burn_rate(self, tenant: str, window: str) -> str:
+        budget = self.config.latency_slo_budget
+        return f"{latency_errors_record(window)}{{{tenant}}} / {budget:g}"
 
-# -- data: freshness and materialization -----------------------------------------------------
+    # -- targets and quotas (tenant.yaml, exported by the gateway) ---------------------------
 
+    def latency_target(self, tenant: str) -> str:
+        return f"max(featureplane_sla_latency_p99_seconds{self.selector(tenant)})"
 
-def freshness(tenant: str) -> str:
-    series = f"featureplane_feature_freshness_seconds{selector(tenant)}"
-    return f"max by (tenant, feature_view) ({series})"
+    def availability_target(self, tenant: str) -> str:
+        return f"max(featureplane_sla_availability_ratio{self.selector(tenant)})"
 
+    def quota_limit(self, tenant: str, quota: str) -> str:
+        return f"max(featureplane_quota_limit{self.selector(tenant, label_is('quota', quota))})"
 
-def freshness_target(tenant: str) -> str:
-    series = f"featureplane_sla_freshness_seconds{selector(tenant)}"
-    return f"max by (tenant, feature_view) ({series})"
+    def inflight(self, tenant: str) -> str:
+        """Requests being served now: each replica exports its workers' sum, so sum the
+        replicas."""
+        return f"sum(featureplane_quota_inflight_requests{self.selector(tenant)})"
 
+    def quota_rejections(self, tenant: str, window: str, by: str) -> str:
+        rejections = "featureplane_quota_rejections_total" + self.selector(tenant)
+        return _sum_rate(rejections, window, by)
 
-def freshness_breach(tenant: str) -> str:
-    return f"{freshness(tenant)} > {freshness_target(tenant)}"
+    # -- data: freshness and materialization -------------------------------------------------
 
+    def freshness(self, tenant: str) -> str:
+        series = f"featureplane_feature_freshness_seconds{self.selector(tenant)}"
+        return f"max by (tenant, feature_view) ({series})"
 
-def materialization_runs(tenant: str, window: str, *matchers: str) -> str:
-    runs = f"featureplane_materialization_runs_total{selector(tenant, *matchers)}"
-    return f"max by (tenant, feature_view, status) (increase({runs}[{window}]))"
+    def freshness_target(self, tenant: str) -> str:
+        series = f"featureplane_sla_freshness_seconds{self.selector(tenant)}"
+        return f"max by (tenant, feature_view) ({series})"
 
+    def freshness_breach(self, tenant: str) -> str:
+        return f"{self.freshness(tenant)} > {self.freshness_target(tenant)}"
 
-def materialization_failures(tenant: str, window: str) -> str:
-    return f"{materialization_runs(tenant, window, label_is('status', 'failure'))} > 0"
+    def materialization_runs(self, tenant: str, window: str, *matchers: str) -> str:
+        runs = f"featureplane_materialization_runs_total{self.selector(tenant, *matchers)}"
+        return f"max by (tenant, feature_view, status) (increase({runs}[{window}]))"
 
+    def materialization_failures(self, tenant: str, window: str) -> str:
+        failed = self.materialization_runs(tenant, window, label_is("status", "failure"))
+        return f"{failed} > 0"
 
-def since_last_materialization(tenant: str) -> str:
-    last = f"featureplane_materialization_last_success_timestamp_seconds{selector(tenant)}"
-    return f"time() - max by (feature_view) ({last})"
+    def since_last_materialization(self, tenant: str) -> str:
+        last = "featureplane_materialization_last_success_timestamp_seconds" + self.selector(tenant)
+        return f"time() - max by (feature_view) ({last})"
 
+    def materialized_rows(self, tenant: str, window: str) -> str:
+        rows = f"featureplane_materialization_rows_total{self.selector(tenant)}"
+        return f"max by (feature_view) (increase({rows}[{window}]))"
 
-def materialized_rows(tenant: str, window: str) -> str:
-    rows = f"featureplane_materialization_rows_total{selector(tenant)}"
-    return f"max by (feature_view) (increase({rows}[{window}]))"
+    def materialization_duration(self, tenant: str) -> str:
+        series = f"featureplane_materialization_duration_seconds{self.selector(tenant)}"
+        return f"max by (feature_view) ({series})"
 
+    # -- data: drift from the training reference ---------------------------------------------
 
-def materialization_duration(tenant: str) -> str:
-    series = f"featureplane_materialization_duration_seconds{selector(tenant)}"
-    return f"max by (feature_view) ({series})"
+    def drift(self, statistic: str, tenant: str) -> str:
+        """The latest scored batch's ``psi`` or ``ks`` per feature."""
+        series = f"featureplane_feature_drift_{statistic}{self.selector(tenant)}"
+        return f"max by (tenant, feature_view, feature) ({series})"
 
+    def drift_threshold(self, statistic: str, tenant: str) -> str:
+        matchers = self.selector(tenant, label_is("statistic", statistic))
+        return f"max by (tenant, feature_view, feature) (featureplane_drift_threshold{matchers})"
 
-# -- data: drift from the training reference -------------------------------------------------
+    def drift_breach(self, statistic: str, tenant: str) -> str:
+        return f"{self.drift(statistic, tenant)} > {self.drift_threshold(statistic, tenant)}"
 
+    # -- cost (featureplane.cost, exported by the gateway) -----------------------------------
 
-def drift(statistic: str, tenant: str) -> str:
-    """The latest scored batch's ``psi`` or ``ks`` per feature."""
-    series = f"featureplane_feature_drift_{statistic}{selector(tenant)}"
-    return f"max by (tenant, feature_view, feature) ({series})"
+    def cost_estimate(self, tenant: str) -> str:
+        """Cost per month of what the tenant holds now (online bytes, CPU and memory quota)."""
+        series = f"featureplane_cost_estimate{self.selector(tenant)}"
+        return f"max by (tenant, item) ({series})"
 
+    def online_bytes(self, tenant: str) -> str:
+        """Estimated bytes of the tenant's online keys (sampled)."""
+        return f"max by (tenant) (featureplane_cost_online_bytes{self.selector(tenant)})"
 
-def drift_threshold(statistic: str, tenant: str) -> str:
-    series = f"featureplane_drift_threshold{selector(tenant, label_is('statistic', statistic))}"
-    return f"max by (tenant, feature_view, feature) ({series})"
+    # -- the online store and the registry ---------------------------------------------------
 
+    def store_read_quantile(self, q: float, tenant: str, window: str, by: str = "tenant") -> str:
+        """The ``q`` quantile of one pipelined online-store read, in seconds."""
+        return _quantile(q, _STORE_READ_BUCKETS + self.selector(tenant), window, by)
 
-def drift_breach(statistic: str, tenant: str) -> str:
-    return f"{drift(statistic, tenant)} > {drift_threshold(statistic, tenant)}"
+    def store_up(self) -> str:
+        """0 as soon as any replica cannot reach the online store."""
+        return f"min(featureplane_online_store_up{self.selector()})"
 
+    def gateway_down(self) -> str:
+        """A gateway target Prometheus cannot scrape (or none at all)."""
+        return f"up{self.selector()} == 0 or absent(up{self.selector()})"
 
-# -- cost (featureplane.cost.report) --------------------------------------------------
+    def store_down(self) -> str:
+        return f"featureplane_online_store_up{self.selector()} == 0"
 
+    def store_used_memory(self) -> str:
+        return f"max(featureplane_online_store_used_memory_bytes{self.selector()})"
 
-def cost_estimate(tenant: str) -> str:
-    """Cost per month of what the tenant holds now (online bytes, CPU and memory quota)."""
-    series = f"featureplane_cost_estimate{selector(tenant)}"
-    return f"max by (tenant, item) ({series})"
+    def registry_age(self) -> str:
+        """The oldest registry snapshot any replica is serving."""
+        return f"max(featureplane_registry_age_seconds{self.selector()})"
 
-
-def online_bytes(tenant: str) -> str:
-    """Estimated bytes of the tenant's online keys (sampled)."""
-    return f"max by (tenant) (featureplane_cost_online_bytes{selector(tenant)})"
-
-
-# -- the online store and the registry -------------------------------------------------------
-
-
-def store_read_quantile(q: float, tenant: str, window: str, by: str = "tenant") -> str:
-    """The ``q`` quantile of one pipelined online-store read, in seconds."""
-    return _quantile(q, _STORE_READ_BUCKETS + selector(tenant), window, by)
-
-
-def store_up() -> str:
-    """0 as soon as any replica cannot reach the online store."""
-    return f"min(featureplane_online_store_up{selector()})"
-
-
-def gateway_down() -> str:
-    """A gateway target Prometheus cannot scrape (or none at all)."""
-    return f"up{selector()} == 0 or absent(up{selector()})"
-
-
-def store_down() -> str:
-    return f"featureplane_online_store_up{selector()} == 0"
-
-
-def store_used_memory() -> str:
-    return f"max(featureplane_online_store_used_memory_bytes{selector()})"
-
-
-def registry_age() -> str:
-    """The oldest registry snapshot any replica is serving."""
-    return f"max(featureplane_registry_age_seconds{selector()})"
-
-
-def registry_down() -> str:
-    """A gateway serving its last registry snapshot because refreshes fail (or hang)."""
-    return f"featureplane_registry_up{selector()} == 0"
+    def registry_down(self) -> str:
+        """A gateway serving its last registry snapshot because refreshes fail (or hang)."""
+        return f"featureplane_registry_up{self.selector()} == 0"

@@ -5,7 +5,9 @@ SLO alerts follow the multi-window, multi-burn-rate recipe of the Google SRE wor
 so it fires fast on a real burn and resets fast once the burn stops. Availability spends
 ``1 - sla.availability``; latency spends 1%, the share of requests allowed above
 ``sla.latency_p99_ms``. Targets differ per tenant, so the SLO alerts (and the latency SLIs,
-whose histogram bucket follows the target) are written out per tenant.
+whose histogram bucket follows the target) are written out per tenant. The windows, burn rates,
+latency budget and runbook location come from the
+:class:`~featureplane.dashboards.config.DashboardConfig` the rules are rendered with.
 """
 
 from __future__ import annotations
@@ -16,33 +18,18 @@ from typing import Any
 
 import yaml
 
-from featureplane.dashboards import queries as q
+from featureplane.dashboards.config import DashboardConfig
+from featureplane.dashboards.queries import (
+    ALL_TENANTS,
+    P99_RECORD,
+    REQUEST_RATE_RECORD,
+    Queries,
+    availability_errors_record,
+    latency_errors_record,
+    tenant_is,
+)
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.spec import TenantSpec
-
-# Where `runbook_url` annotations point (anchor: the lower-cased alert name).
-RUNBOOK_URL = "docs/runbooks.md"
-
-
-@dataclass(frozen=True)
-class BurnWindow:
-    """One row of the workbook's table: a long and a short window over one burn rate."""
-
-    long: str
-    short: str
-    factor: float
-    for_: str
-    severity: str
-
-
-# 2% of a 30-day budget spent in 1 h or 5% in 6 h pages; 10% in 1 d or 3 d opens a ticket.
-# `for` damps single-evaluation blips, as kubernetes-mixin does.
-BURN_WINDOWS = (
-    BurnWindow("1h", "5m", 14.4, "2m", "page"),
-    BurnWindow("6h", "30m", 6, "15m", "page"),
-    BurnWindow("1d", "2h", 3, "1h", "ticket"),
-    BurnWindow("3d", "6h", 1, "3h", "ticket"),
-)
 
 
 @dataclass(frozen=True)
@@ -53,29 +40,28 @@ class Slo:
     failed: str  # what the requests that spend the budget did
 
 
-def _runbook(alert: str) -> str:
-    return f"{RUNBOOK_URL}#{alert.lower()}"
+def _runbook(config: DashboardConfig, alert: str) -> str:
+    return f"{config.runbook_url}#{alert.lower()}"
 
 
-def _recording_groups(catalog: TenantCatalog) -> list[dict[str, Any]]:
+def _recording_groups(catalog: TenantCatalog, config: DashboardConfig) -> list[dict[str, Any]]:
+    q = Queries(config)
     requests = [
-        {"record": q.REQUEST_RATE_RECORD, "expr": q.request_rate(q.ALL_TENANTS, "5m")},
-        {"record": q.P99_RECORD, "expr": q.latency_quantile(0.99, q.ALL_TENANTS, "5m")},
+        {"record": REQUEST_RATE_RECORD, "expr": q.request_rate(ALL_TENANTS, "5m")},
+        {"record": P99_RECORD, "expr": q.latency_quantile(0.99, ALL_TENANTS, "5m")},
     ]
     availability = [
-        {"record": q.availability_errors_record(w), "expr": q.status_ratio("5xx", q.ALL_TENANTS, w)}
-        for w in q.SLO_WINDOWS
+        {"record": availability_errors_record(w), "expr": q.status_ratio("5xx", ALL_TENANTS, w)}
+        for w in config.slo_windows
     ]
     latency = [
         {
-            "record": q.latency_errors_record(w),
-            "expr": q.latency_error_ratio(
-                q.tenant_is(spec.name), w, spec.sla.latency_p99_ms / 1000
-            ),
+            "record": latency_errors_record(w),
+            "expr": q.latency_error_ratio(tenant_is(spec.name), w, spec.sla.latency_p99_ms / 1000),
             "labels": {"tenant": spec.name},  # one rule per tenant and window: keep them apart
         }
         for spec in catalog.values()
-        for w in q.SLO_WINDOWS
+        for w in config.slo_windows
     ]
     return [
         {"name": "featureplane.requests", "rules": requests},
@@ -84,10 +70,10 @@ def _recording_groups(catalog: TenantCatalog) -> list[dict[str, Any]]:
     ]
 
 
-def _burn_alerts(spec: TenantSpec, slo: Slo) -> list[dict[str, Any]]:
-    tenant = q.tenant_is(spec.name)
+def _burn_alerts(spec: TenantSpec, slo: Slo, config: DashboardConfig) -> list[dict[str, Any]]:
+    tenant = tenant_is(spec.name)
     rules = []
-    for window in BURN_WINDOWS:
+    for window in config.burn_windows:
         over = f"> {window.factor:g} * {slo.budget:g}"
         expr = (
             f"{slo.record(window.long)}{{{tenant}}} {over}"
@@ -107,7 +93,7 @@ def _burn_alerts(spec: TenantSpec, slo: Slo) -> list[dict[str, Any]]:
                 f"{window.short} agree. At this rate a 30-day budget lasts "
                 f"{30 / window.factor:.1f} days."
             ),
-            "runbook_url": _runbook(slo.alert),
+            "runbook_url": _runbook(config, slo.alert),
         }
         rules.append(
             {
@@ -121,27 +107,28 @@ def _burn_alerts(spec: TenantSpec, slo: Slo) -> list[dict[str, Any]]:
     return rules
 
 
-def _slo_groups(catalog: TenantCatalog) -> list[dict[str, Any]]:
+def _slo_groups(catalog: TenantCatalog, config: DashboardConfig) -> list[dict[str, Any]]:
     groups = []
     for spec in catalog.values():
         availability = Slo(
             "FeatureplaneAvailabilityBudgetBurn",
-            q.availability_errors_record,
+            availability_errors_record,
             1 - spec.sla.availability,
             "failed with a 5xx",
         )
         latency = Slo(
             "FeatureplaneLatencyBudgetBurn",
-            q.latency_errors_record,
-            q.LATENCY_SLO_BUDGET,
+            latency_errors_record,
+            config.latency_slo_budget,
             f"took longer than {spec.sla.latency_p99_ms:g} ms",
         )
-        rules = _burn_alerts(spec, availability) + _burn_alerts(spec, latency)
+        rules = _burn_alerts(spec, availability, config) + _burn_alerts(spec, latency, config)
         groups.append({"name": f"featureplane.slo.alerts.{spec.name}", "rules": rules})
     return groups
 
 
-def _platform_group() -> dict[str, Any]:
+def _platform_group(config: DashboardConfig) -> dict[str, Any]:
+    q = Queries(config)
     freshness = "FeatureplaneFreshnessSLABreached"
     materialization = "FeatureplaneMaterializationFailed"
     store = "FeatureplaneOnlineStoreDown"
@@ -157,12 +144,12 @@ def _platform_group() -> dict[str, Any]:
                 "summary": "Prometheus cannot scrape gateway {{ $labels.instance }}.",
                 "description": "No metrics from {{ $labels.instance }} for 2 minutes: it is down, "
                 "or unreachable, and none of the other alerts can see it.",
-                "runbook_url": _runbook(scrape),
+                "runbook_url": _runbook(config, scrape),
             },
         },
         {
             "alert": freshness,
-            "expr": q.freshness_breach(q.ALL_TENANTS),
+            "expr": q.freshness_breach(ALL_TENANTS),
             "for": "10m",
             "labels": {"severity": "page"},
             "annotations": {
@@ -171,12 +158,12 @@ def _platform_group() -> dict[str, Any]:
                 "description": "The newest event served online for {{ $labels.feature_view }} "
                 "is {{ $value | humanizeDuration }} old, over tenant {{ $labels.tenant }}'s "
                 "sla.freshness_seconds.",
-                "runbook_url": _runbook(freshness),
+                "runbook_url": _runbook(config, freshness),
             },
         },
         {
             "alert": materialization,
-            "expr": q.materialization_failures(q.ALL_TENANTS, "1h"),
+            "expr": q.materialization_failures(ALL_TENANTS, "1h"),
             "labels": {"severity": "ticket"},
             "annotations": {
                 "summary": "Materialization of {{ $labels.tenant }}/{{ $labels.feature_view }} "
@@ -184,7 +171,7 @@ def _platform_group() -> dict[str, Any]:
                 "description": '{{ $value | printf "%.0f" }} run(s) of '
                 "{{ $labels.feature_view }} failed in the last hour; its online values age "
                 "towards the freshness SLA.",
-                "runbook_url": _runbook(materialization),
+                "runbook_url": _runbook(config, materialization),
             },
         },
         {
@@ -196,7 +183,7 @@ def _platform_group() -> dict[str, Any]:
                 "summary": "Gateway {{ $labels.instance }} cannot reach the online store.",
                 "description": "Feature reads through {{ $labels.instance }} are answered "
                 "503 (store_unavailable).",
-                "runbook_url": _runbook(store),
+                "runbook_url": _runbook(config, store),
             },
         },
         {
@@ -212,18 +199,19 @@ def _platform_group() -> dict[str, Any]:
                 "description": "{{ $labels.instance }} serves its last registry snapshot "
                 "(/ready says degraded): applies fail, new definitions are not served, and a "
                 "gateway that restarts now cannot start.",
-                "runbook_url": _runbook(registry),
+                "runbook_url": _runbook(config, registry),
             },
         },
-        *_drift_alerts(),
+        *_drift_alerts(config),
     ]
     return {"name": "featureplane.platform.alerts", "rules": rules}
 
 
-def _drift_alerts() -> list[dict[str, Any]]:
+def _drift_alerts(config: DashboardConfig) -> list[dict[str, Any]]:
     """A feature whose latest batch scores over its tenant.yaml threshold. The score changes
     only when a batch is materialized; ``for`` still keeps a threshold edit or a reference being
     retaken from paging on a single evaluation."""
+    q = Queries(config)
     drift = "FeatureplaneFeatureDrift"
     statistics = {
         "psi": "population stability index",
@@ -232,7 +220,7 @@ def _drift_alerts() -> list[dict[str, Any]]:
     return [
         {
             "alert": drift,
-            "expr": q.drift_breach(statistic, q.ALL_TENANTS),
+            "expr": q.drift_breach(statistic, ALL_TENANTS),
             "for": "15m",
             "labels": {"severity": "ticket", "statistic": statistic},
             "annotations": {
@@ -241,17 +229,22 @@ def _drift_alerts() -> list[dict[str, Any]]:
                 "description": f"The latest materialized batch's {name} is "
                 '{{ $value | printf "%.3f" }}, over tenant {{ $labels.tenant }}\'s '
                 f"drift.{statistic} threshold.",
-                "runbook_url": _runbook(drift),
+                "runbook_url": _runbook(config, drift),
             },
         }
         for statistic, name in statistics.items()
     ]
 
 
-def rule_groups(catalog: TenantCatalog) -> dict[str, Any]:
+def rule_groups(catalog: TenantCatalog, config: DashboardConfig) -> dict[str, Any]:
     """The rule file's document, ``{"groups": [...]}``."""
-    return {"groups": [*_recording_groups(catalog), *_slo_groups(catalog), _platform_group()]}
+    groups = [
+        *_recording_groups(catalog, config),
+        *_slo_groups(catalog, config),
+        _platform_group(config),
+    ]
+    return {"groups": groups}
 
 
-def render_rules(catalog: TenantCatalog) -> str:
-    return yaml.safe_dump(rule_groups(catalog), sort_keys=False, width=1000)
+def render_rules(catalog: TenantCatalog, config: DashboardConfig) -> str:
+    return yaml.safe_dump(rule_groups(catalog, config), sort_keys=False, width=1000)

@@ -1,14 +1,8 @@
-"""Throwaway local servers for the embedded demo and the tests."""
+"""Throwaway local servers for the embedded demo and the tests: :mod:`.redis` (a Redis, a Redis
+Cluster), :mod:`.postgres`, :mod:`.gateway` and :mod:`.registry_server` (featureplane's own
+servers as subprocesses), all on :mod:`.process`'s spawn-and-wait-until-ready loop."""
 
-from featureplane.embedded.gateway import GatewayProcess, settings_env
-from featureplane.embedded.redis import EmbeddedRedis, EmbeddedRedisCluster, free_port
-from featureplane.embedded.registry_server import RegistryServerProcess
+from featureplane.embedded.gateway import GatewayProcess
+from featureplane.embedded.redis import EmbeddedRedis, free_port
 
-__all__ = [
-    "EmbeddedRedis",
-    "EmbeddedRedisCluster",
-    "GatewayProcess",
-    "RegistryServerProcess",
-    "free_port",
-    "settings_env",
-]
+__all__ = ["EmbeddedRedis", "GatewayProcess", "free_port"]

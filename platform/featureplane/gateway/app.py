@@ -3,7 +3,7 @@
 ``create_app(settings)`` builds the app; its lifespan owns the long-lived resources (the worker's
 Redis connection — a :class:`SharedConnection`, or a :class:`ClusterConnection` with
 ``FEATUREPLANE_REDIS_TYPE=redis_cluster`` — the registry connection and the compiled
-:class:`ServingCatalog`, refreshed in the background). uvicorn starts it with
+:class:`ReadPlans`, refreshed in the background). uvicorn starts it with
 ``factory=True``, once per worker.
 
 :class:`GatewayApp` is FastAPI with one addition: paths in ``fast_routes`` (the feature route)
@@ -23,15 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from featureplane.cost import CostSampler
 from featureplane.errors import GatewayError
 from featureplane.feast_config import close_registry, open_registry, registry_failure
 from featureplane.gateway import features, ops
 from featureplane.gateway.auth import Authenticator, FeatureplaneTokens, ServiceAccountTokens
-from featureplane.gateway.plans import ServingCatalog
+from featureplane.gateway.plans import ReadPlans
 from featureplane.gateway.quotas import QuotaStore, RedisQuotaStore, UnlimitedQuotaStore
 from featureplane.gateway.reader import ClusterOnlineReader, OnlineReader, RedisOnlineReader
 from featureplane.gateway.state import GatewayState
@@ -43,8 +44,8 @@ from featureplane.observability.metrics import (
     mark_process_dead,
 )
 from featureplane.observability.middleware import RequestTelemetryMiddleware
+from featureplane.online.clients import async_redis_client, shared_connection
 from featureplane.online.cluster import ClusterConnection
-from featureplane.online.connection import SharedConnection
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 
@@ -55,8 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("featureplane.gateway")
 
 
-def _load_catalog(settings: Settings, registry: BaseRegistry) -> ServingCatalog:
-    return ServingCatalog.load(TenantCatalog.load(settings.tenants_path), registry)
+def _load_plans(settings: Settings, registry: BaseRegistry) -> ReadPlans:
+    return ReadPlans.load(TenantCatalog.load(settings.tenants_path), registry)
 
 
 def _service_accounts(settings: Settings, state: GatewayState) -> ServiceAccountTokens:
@@ -69,14 +70,14 @@ def _service_accounts(settings: Settings, state: GatewayState) -> ServiceAccount
         config.load_kube_config()
     return ServiceAccountTokens(
         client.AuthenticationV1Api(),
-        lambda: {spec.namespace: spec.name for spec in state.catalog.tenants.values()},
+        lambda: {spec.namespace: spec.name for spec in state.plans.tenants.values()},
         settings.kubernetes_audiences,
         settings.kubernetes_auth_cache_seconds,
     )
 
 
 async def _refresh_forever(state: GatewayState, registry: BaseRegistry) -> None:
-    """Reload the catalog every ``registry_refresh_seconds``. A failed refresh keeps the last
+    """Reload the read plans every ``registry_refresh_seconds``. A failed refresh keeps the last
     snapshot in service and sets ``state.registry_error`` (one line, no password), which /ready
     reports as ``degraded`` and /metrics as ``featureplane_registry_up 0``; the first refresh
     that succeeds clears it. Feast's engine pings pooled connections first, so a restarted
@@ -84,7 +85,7 @@ async def _refresh_forever(state: GatewayState, registry: BaseRegistry) -> None:
     while True:
         await asyncio.sleep(state.settings.registry_refresh_seconds)
         try:
-            state.catalog = await asyncio.to_thread(_load_catalog, state.settings, registry)
+            state.plans = await asyncio.to_thread(_load_plans, state.settings, registry)
         except Exception as exc:  # keep serving the last good snapshot whatever went wrong
             if state.registry_error is None:
                 log.error(
@@ -148,21 +149,21 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis_url = settings.require_redis_url()
+        settings.require_redis_url()  # before the registry: a missing URL is the first error
         registry = await asyncio.to_thread(open_registry, settings)
-        catalog = await asyncio.to_thread(_load_catalog, settings, registry)
+        plans = await asyncio.to_thread(_load_plans, settings, registry)
         timeout = settings.redis_timeout_seconds
         # The request path's connection, and the ops routes' client (run records, INFO).
-        connection: SharedConnection | ClusterConnection
-        if settings.redis_type == "redis_cluster":
-            connection = ClusterConnection.from_url(redis_url, timeout)
-            store_reader: OnlineReader = ClusterOnlineReader(connection)
-        else:
-            connection = SharedConnection.from_url(redis_url, timeout)
-            store_reader = RedisOnlineReader(connection)
-        control = settings.redis_async_client(
-            socket_timeout=timeout, socket_connect_timeout=timeout
+        connection = shared_connection(settings)
+        store_reader: OnlineReader = (
+            ClusterOnlineReader(connection)
+            if isinstance(connection, ClusterConnection)
+            else RedisOnlineReader(connection)
         )
+        control = async_redis_client(
+            settings, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        cost = CostSampler.from_settings(settings)  # /metrics' cost gauges
         if quotas is not None:
             quota_store = quotas
         elif settings.quotas_enabled:
@@ -172,11 +173,12 @@ def create_app(
         tokens = FeatureplaneTokens(connection, settings.pepper)
         state = GatewayState(
             settings=settings,
-            catalog=catalog,
+            plans=plans,
             reader=reader or store_reader,
             authenticator=Authenticator(tokens),
             quotas=quota_store,
             control=control,
+            cost=cost,
         )
         if settings.kubernetes_auth:
             state.authenticator = Authenticator(tokens, _service_accounts(settings, state))
@@ -197,6 +199,7 @@ def create_app(
             metrics.flush()
             await connection.aclose()
             await control.aclose()
+            await cost.aclose()
             close_registry(registry)
             if reader is not None:
                 await reader.aclose()
@@ -214,11 +217,16 @@ def create_app(
     app.documented_routes.append(features.documented_route)
 
     @app.exception_handler(GatewayError)
-    async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+    async def gateway_error(request: Request, exc: GatewayError) -> Response:
         route = getattr(request.scope.get("route"), "path", "unmatched")
         tenant = request.scope.get("state", {}).get("tenant", UNAUTHENTICATED)
         REQUEST_ERRORS.labels(tenant, route, exc.code).inc()
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
+        return Response(
+            features.error_body(exc),
+            status_code=exc.status_code,
+            headers=exc.headers,
+            media_type="application/json",
+        )
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from fastapi import Security
@@ -50,6 +50,7 @@ from featureplane.observability.metrics import (
     buffered_histogram,
 )
 from featureplane.observability.tracing import span
+from featureplane.redact import redact
 from featureplane.tenancy.spec import TenantSpec
 
 PATH = "/get-online-features"
@@ -208,6 +209,15 @@ def _headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
     return authorization, length, content_type
 
 
+def error_body(exc: GatewayError) -> bytes:
+    """``exc`` as its JSON body. Messages quote what the client sent (a feature ref, a JSON
+    fragment): a bearer token or password pasted there is masked, so it never comes back."""
+    body = exc.to_dict()
+    error = cast(dict[str, object], body["error"])
+    error["message"] = redact(exc.message)
+    return orjson.dumps(body)
+
+
 class FeaturesEndpoint:
     """The ASGI app of ``POST /get-online-features``."""
 
@@ -226,7 +236,7 @@ class FeaturesEndpoint:
         except GatewayError as exc:
             tenant = scope["state"].get("tenant", UNAUTHENTICATED)
             REQUEST_ERRORS.labels(tenant, PATH, exc.code).inc()
-            body, status, extra = orjson.dumps(exc.to_dict()), exc.status_code, exc.headers
+            body, status, extra = error_body(exc), exc.status_code, exc.headers
         except Exception:
             log.exception("unhandled error on %s", PATH)
             body = b'{"error":{"code":"internal_error","message":"internal error; see the gateway log"}}'  # noqa: E501
@@ -240,7 +250,7 @@ class FeaturesEndpoint:
         authorization, length, content_type = _headers(scope)
         with span("auth"):
             identity = await state.authenticator.authenticate(authorization)
-        tenant = state.catalog.tenants.tenants.get(identity.tenant)
+        tenant = state.plans.tenant(identity.tenant)
         if tenant is None:
             raise AuthenticationError("the token's tenant no longer exists")
         scope["state"]["tenant"] = tenant.name  # the telemetry middleware labels with it
@@ -254,7 +264,7 @@ class FeaturesEndpoint:
         try:
             try:
                 body = await _read_body(receive, tenant)
-                prepared = prepare(state.catalog, tenant, _parse(body, content_type))
+                prepared = prepare(state.plans, tenant, _parse(body, content_type))
             except GatewayError:
                 await state.authenticator.recheck(identity)  # a revoked token learns only 401
                 raise

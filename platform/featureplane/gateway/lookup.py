@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from featureplane.errors import BadRequestError
-from featureplane.gateway.plans import ServingCatalog, ViewRead
+from featureplane.gateway.plans import ReadPlans, ViewRead
 from featureplane.gateway.quotas import too_large
 from featureplane.gateway.reader import HashRead
 from featureplane.online import codec
@@ -134,15 +134,15 @@ class PreparedLookup:
         return {"metadata": {"feature_names": self.join_keys + self.names}, "results": results}
 
 
-def prepare(catalog: ServingCatalog, tenant: TenantSpec, request: FeatureRequest) -> PreparedLookup:
-    """Check the request against the catalog, the grants and the size quotas; plan its reads."""
+def prepare(plans: ReadPlans, tenant: TenantSpec, request: FeatureRequest) -> PreparedLookup:
+    """Check the request against the read plans, the grants and the size quotas; plan its reads."""
     limit = tenant.quotas.max_features_per_request
     if len(request.features) > limit:
         raise too_large(
             tenant.name, "max_features_per_request", limit,
             f"{len(request.features)} features; the limit is {limit}",
         )  # fmt: skip
-    reads = catalog.resolve(tenant, request.features, request.feature_service, request.project)
+    reads = plans.resolve(tenant, request.features, request.feature_service, request.project)
     requested = sum(len(r.features) for r in reads)
     if requested > limit:  # a feature service can name more than the limit
         raise too_large(

@@ -8,22 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping, Sequence
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
-from featureplane.cost import report as cost
+from featureplane import cost
 from featureplane.gateway.models import ReadyResponse
 from featureplane.gateway.state import GatewayState, StateDep
 from featureplane.observability import runs
 from featureplane.observability.metrics import (
+    CostSnapshot,
     ScrapeSnapshot,
+    TenantCost,
     exposition,
     flush,
     scrape_families,
 )
+from featureplane.tenancy.spec import TenantSpec
 
 router = APIRouter()
 
@@ -43,7 +47,7 @@ def registry_stale_after(refresh_seconds: float) -> float:
 
 def registry_check(state: GatewayState, now: float | None = None) -> tuple[bool, str]:
     """Whether the snapshot being served is current, and the readiness check's text for it."""
-    age = (now or time.time()) - state.catalog.loaded_at
+    age = (now or time.time()) - state.plans.loaded_at
     if state.registry_error is not None:
         return False, (
             f"unavailable: {state.registry_error}; serving the snapshot of {age:.0f} s ago"
@@ -125,16 +129,16 @@ async def ready(state: StateDep) -> JSONResponse:
     registry, so a new replica never comes up serving nothing.
     """
     store_ok = await state.reader.ping()
-    catalog = state.catalog
+    plans = state.plans
     now = time.time()
     registry_ok, registry = registry_check(state, now)
     checks = {
         "online_store": "ok" if store_ok else "unreachable",
         "registry": registry,
-        "registry_age_seconds": round(now - catalog.loaded_at, 3),
-        "projects": sorted(catalog.projects),
+        "registry_age_seconds": round(now - plans.loaded_at, 3),
+        "projects": sorted(plans.projects),
     }
-    if not (store_ok and catalog.projects):
+    if not (store_ok and plans.projects):
         return JSONResponse({"status": "not_ready", "checks": checks}, 503)
     return JSONResponse({"status": "ready" if registry_ok else "degraded", "checks": checks}, 200)
 
@@ -146,6 +150,29 @@ async def _used_memory(state: GatewayState) -> float:
         return float(memory["used_memory"])
     per_node = await state.control.info("memory", target_nodes="primaries")
     return float(sum(node["used_memory"] for node in per_node.values()))
+
+
+def _cost_snapshot(
+    tenants: Sequence[TenantSpec],
+    online: Mapping[str, cost.OnlineBytes] | None,
+    prices: cost.Prices,
+) -> CostSnapshot:
+    """The ``featureplane_cost_*`` inputs: each tenant's quota (tenant.yaml), its online bytes
+    when sampled, and the cost per month of what it holds."""
+    found = {}
+    for spec in tenants:
+        cpu_request, cpu_limit, memory_request, memory_limit = cost.quota(spec)
+        held = None if online is None else online.get(spec.name)
+        found[spec.name] = TenantCost(
+            cpu_request_cores=cpu_request,
+            cpu_limit_cores=cpu_limit,
+            memory_request_bytes=memory_request,
+            memory_limit_bytes=memory_limit,
+            monthly_cost=cost.monthly_holdings(spec, None if held is None else held.bytes, prices),
+            online_bytes=None if held is None else held.bytes,
+            online_keys=None if held is None else held.keys,
+        )
+    return CostSnapshot(prices.currency, found)
 
 
 @router.get(
@@ -162,27 +189,25 @@ async def metrics(state: StateDep) -> Response:
     """Prometheus text exposition, merged over every worker process, plus what is computed at
     scrape time (freshness, SLA targets, materialization runs, registry age and health, store
     health)."""
-    catalog = state.catalog
-    tenants = list(catalog.tenants.values())
+    plans = state.plans
+    tenants = list(plans.tenants.values())
     try:
         recorded = await runs.read_all(state.control, [t.name for t in tenants])
         store_up, used = True, await _used_memory(state)
     except (RedisError, OSError):
         recorded, store_up, used = {}, False, None
-    settings = state.settings
-    sampler, prices = cost.for_gateway(settings, settings.cost_prices)
+    prices = state.cost.prices()  # read once; a bad file fails the scrape, naming file and field
     online = None
     if store_up:
-        online = await sampler.get(tenants)  # cached, recomputed in a thread every 60 s
+        online = await state.cost.online_bytes(tenants)  # cached, recomputed in a thread every 60 s
     flush()  # this worker's buffered updates; the others flush every FLUSH_SECONDS
     snapshot = ScrapeSnapshot(
         tenants,
         recorded,
-        time.time() - catalog.loaded_at,
+        time.time() - plans.loaded_at,
         store_up,
         used,
-        online_bytes=online,
-        prices=prices,
+        cost=_cost_snapshot(tenants, online, prices),
         registry_up=registry_check(state)[0],
     )
     # Merging the workers' files takes milliseconds: off the event loop, so requests do not wait.

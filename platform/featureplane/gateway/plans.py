@@ -1,7 +1,7 @@
 """What the gateway can serve: read plans compiled from the registry, and who may read them.
 
 Everything a request needs — hash fields, timestamp field, key layout, value types, grants — is
-computed here when the registry loads, never per request. A :class:`ServingCatalog` is immutable;
+computed here when the registry loads, never per request. A :class:`ReadPlans` is immutable;
 a refresh builds a new one and swaps it in.
 """
 
@@ -92,7 +92,7 @@ def compile_project(registry: BaseRegistry, project: str) -> ProjectPlan:
 
 
 @dataclass(frozen=True)
-class ServingCatalog:
+class ReadPlans:
     tenants: TenantCatalog
     projects: Mapping[str, ProjectPlan]
     loaded_at: float = field(default_factory=time.time)
@@ -103,12 +103,16 @@ class ServingCatalog:
     )
 
     @classmethod
-    def load(cls, tenants: TenantCatalog, registry: BaseRegistry) -> ServingCatalog:
+    def load(cls, tenants: TenantCatalog, registry: BaseRegistry) -> ReadPlans:
         projects = {
             spec.feast_project: compile_project(registry, spec.feast_project)
             for spec in tenants.values()
         }
         return cls(tenants, projects)
+
+    def tenant(self, name: str) -> TenantSpec | None:
+        """The tenant named ``name`` in this snapshot, if any (on the request path)."""
+        return self.tenants.tenants.get(name)
 
     # -- resolution -------------------------------------------------------------------------
 

@@ -9,8 +9,9 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
+from featureplane.cost import CostSampler
 from featureplane.gateway.auth import Authenticator
-from featureplane.gateway.plans import ServingCatalog
+from featureplane.gateway.plans import ReadPlans
 from featureplane.gateway.quotas import QuotaStore
 from featureplane.gateway.reader import OnlineReader
 from featureplane.settings import Settings
@@ -19,11 +20,12 @@ from featureplane.settings import Settings
 @dataclass
 class GatewayState:
     settings: Settings
-    catalog: ServingCatalog  # replaced wholesale on every registry refresh
+    plans: ReadPlans  # replaced wholesale on every registry refresh
     reader: OnlineReader
     authenticator: Authenticator
     quotas: QuotaStore
     control: aioredis.Redis  # the ops routes' client (run records, INFO), off the request path
+    cost: CostSampler  # /metrics' cost gauges: online bytes (a Redis client of its own), prices
     registry_error: str | None = None
 
 

@@ -1,1 +1,3 @@
 """Kubernetes objects of each tenant: rendering (manifests) and server-side apply (applier)."""
+
+__all__: list[str] = []

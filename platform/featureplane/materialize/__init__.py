@@ -1,5 +1,6 @@
-"""Materialization: landing batches into offline Parquet and the online store."""
+"""Materialization: :mod:`.runner` (a tenant's run: ingest, then each feature view online),
+:mod:`.engine` (the Feast batch-engine plugin,
+``featureplane.materialize.engine.FeatureplaneEngine``) and :mod:`.filesource` (the Parquet
+scan that finds each entity's latest row)."""
 
-from featureplane.materialize.runner import MaterializeReport, materialize_tenant
-
-__all__ = ["MaterializeReport", "materialize_tenant"]
+__all__: list[str] = []

@@ -60,13 +60,12 @@ from feast.repo_config import FeastConfigBaseModel
 from feast.utils import _get_column_names
 from pydantic import StrictInt
 from redis.cluster import RedisCluster
-from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS
-from redis.crc import key_slot
 from redis.exceptions import ClusterDownError
 
 from featureplane.materialize.filesource import Columns, LatestRows, latest_mask, local_parquet_path
 from featureplane.online import codec, encoding
 from featureplane.online.pipeline import Pipeline
+from featureplane.online.slots import key_slot, slot_owners
 
 
 class FeatureplaneEngineConfig(FeastConfigBaseModel):  # type: ignore[misc]  # Feast is untyped
@@ -300,24 +299,23 @@ def _write_cluster(
     slot, each part written through that primary's own :class:`Pipeline`. No ``EXISTS`` probe
     (a multi-key command must stay within one slot): dedup always looks times up per key. A
     slot that moves during the run fails it (``MOVED``); a rerun writes only what is missing."""
-    owners = np.full(SLOTS, -1, dtype=np.int64)
-    primaries: list[Any] = []
-    for slot, nodes in client.nodes_manager.slots_cache.items():
-        if nodes[0] not in primaries:
-            primaries.append(nodes[0])
-        owners[slot] = primaries.index(nodes[0])
-    if (owners < 0).any():
+    cache = client.nodes_manager.slots_cache  # slot -> [primary, replicas…]
+    nodes = {held[0].name: held[0] for held in cache.values()}
+    by_slot, primaries = slot_owners((slot, slot, held[0].name) for slot, held in cache.items())
+    if any(owner is None for owner in by_slot):
         raise ClusterDownError("the Redis Cluster does not serve every slot")
+    index = {name: n for n, name in enumerate(primaries)}
+    owners = np.array([index[name] for name in by_slot], dtype=np.int64)
     with contextlib.ExitStack() as stack:
         writers = [
             _Writer(
-                stack.enter_context(Pipeline(client.get_redis_connection(node))),
+                stack.enter_context(Pipeline(client.get_redis_connection(nodes[name]))),
                 layout,
                 dedup,
                 ttl,
                 probe=False,
             )
-            for node in primaries
+            for name in primaries
         ]
         for batch in batches:
             rows = batch.num_rows

@@ -1,28 +1,25 @@
 """A tenant's materialization run: landing -> offline Parquet -> online Redis.
 
-1. Ingest: every batch waiting in ``landing/<project>/<source>/`` is checked by the quality
-   gate (:mod:`.quality`) and, unless quarantined, becomes an atomic, content-addressed part of
-   the offline store (``offline/<project>/<source>/``) — the folder the Feast FileSource reads —
-   and moves to ``archive/``. A quarantined batch never reaches the offline store, so nothing of
-   it is ever materialized or served; the run fails (:class:`QualityError`) after the rest.
-   Each accepted batch is scored for drift against the tenant's training reference
-   (:mod:`.drift`), when one was taken; the latest scores go beside the run records.
+1. Ingest (:mod:`featureplane.ingest.landing`): every batch waiting in
+   ``landing/<project>/<source>/`` is checked (:class:`~featureplane.quality.checker.BatchChecker`)
+   and, unless quarantined, becomes a part of the offline store; accepted batches are scored for
+   drift against the tenant's training reference, when one was taken.
 2. Online: Feast materializes each feature view over its window. Incremental by default: from
    the end of the last run (or the earliest event of a newly ingested batch, if older; or the
    earliest offline event on the first run — Feast's own first incremental run would only load
    now - ttl) to now.
+
+The run returns its :class:`MaterializeReport`; batches quarantined by a strict suite are in it
+(``report.quarantined``), and the caller decides what that means (the CLI exits 1). One control
+Redis client serves the whole run (run records, quality counters, drift), and each source's
+offline event times are read once per run (:class:`OfflineTimes`).
 
 Crash safety (a run may be SIGKILLed anywhere; rerunning converges to what one uninterrupted run
 writes, tested in ``tests/materialize/test_crash.py``):
 
 - One run per tenant at a time (an ``flock`` on ``state/<project>.lock``, released by the kernel
   when the holder dies), so a rerun may sweep a killed run's temporary files.
-- A batch's part is named by the digest of the landing batch and is durable before the batch
-  leaves ``landing/``: a kill in between re-ingests the batch into the same part, never a second.
-- The earliest event of each ingested batch is kept in ``state/<project>/<source>.pending``
-  (written durably before the batch leaves ``landing/``) until every view reading the source
-  has been materialized: the next run's window starts there even though the batches are no
-  longer in ``landing/`` (late data older than the last run would otherwise never go online).
+- Ingest is idempotent and keeps pending windows durably (:mod:`featureplane.ingest.landing`).
 - Feast records a view's materialization interval only after its engine wrote everything, and
   the engine writes each key's values and ``_ts:<view>`` in one ``HSET``, skipping rows not newer
   than what is stored: a rerun rewrites nothing already there and completes the rest.
@@ -33,9 +30,6 @@ writes, tested in ``tests/materialize/test_crash.py``):
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,28 +40,20 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from featureplane.errors import MaterializationError, QualityError
+from featureplane.errors import MaterializationError
 from featureplane.feast_config import feature_store
+from featureplane.ingest.landing import SourceIngest, clear_pending, ingest_source, state_dir, utc
 from featureplane.observability import runs
-from featureplane.offline import fsync_dir, read_parts, sweep_temporaries, write_part
-from featureplane.quality.checker import QualityGate, Verdict
+from featureplane.offline import read_parts
+from featureplane.online.clients import redis_client
+from featureplane.quality.checker import BatchChecker, Verdict
 from featureplane.quality.drift import DriftMonitor, DriftScore
 from featureplane.settings import Settings
-from featureplane.sources import landing_dir
 from featureplane.tenancy.spec import TenantSpec
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
-
-
-@dataclass
-class SourceIngest:
-    source: str
-    batches: int = 0
-    rows: int = 0
-    earliest: datetime | None = None
 
 
 @dataclass
@@ -88,47 +74,35 @@ class MaterializeReport:
     quality: list[Verdict] = field(default_factory=list)  # one per checked batch
     drift: list[DriftScore] = field(default_factory=list)  # per accepted batch and feature
 
+    @property
+    def quarantined(self) -> list[Verdict]:
+        """The batches a strict suite held back (nothing of them written or served)."""
+        return [v for v in self.quality if not v.admitted]
+
+    def refusal(self) -> str:
+        """Why the run failed: each quarantined batch with its report (empty when none was)."""
+        if not self.quarantined:
+            return ""
+        lines = [
+            f"tenant {self.tenant!r}: {len(self.quarantined)} landed batch(es) failed a strict "
+            "expectation suite and were quarantined (nothing of them written or served; the "
+            "other batches went through):"
+        ]
+        for v in self.quarantined:
+            views = ", ".join(f"{view} ({policy})" for view, policy in sorted(v.failed.items()))
+            lines.append(
+                f"  source {v.source!r}, batch {v.batch!r}: failed {views}; report: {v.report}"
+            )
+        return "\n".join(lines)
+
 
 Progress = Callable[[str], None]
-
-
-def _utc(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
-def _state_dir(settings: Settings, project: str) -> Path:
-    return settings.data_path / "state" / project
-
-
-def _pending_path(settings: Settings, project: str, source: str) -> Path:
-    return _state_dir(settings, project) / f"{source}.pending"
-
-
-def read_pending(settings: Settings, project: str, source: str) -> datetime | None:
-    """The earliest event ingested offline but not yet materialized by every view, if any."""
-    path = _pending_path(settings, project, source)
-    try:
-        return _utc(datetime.fromisoformat(path.read_text().strip()))
-    except FileNotFoundError:
-        return None
-
-
-def _write_pending(settings: Settings, project: str, source: str, earliest: datetime) -> None:
-    path = _pending_path(settings, project, source)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    with tmp.open("w") as fh:
-        fh.write(earliest.isoformat())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 @contextmanager
 def _tenant_lock(settings: Settings, project: str) -> Iterator[None]:
     """One materialization per tenant at a time; the kernel drops the lock if its holder dies."""
-    path = _state_dir(settings, project).with_suffix(".lock")
+    path = state_dir(settings, project).with_suffix(".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as fh:
         try:
@@ -140,86 +114,47 @@ def _tenant_lock(settings: Settings, project: str) -> Iterator[None]:
         yield  # closing the file releases the lock
 
 
-def _ingest_source(
-    settings: Settings,
-    project: str,
-    source: str,
-    path: Path,
-    ts_field: str,
-    gate: QualityGate,
-    drift: DriftMonitor,
-) -> SourceIngest:
-    result = SourceIngest(source)
-    result.earliest = read_pending(settings, project, source)  # left by a run that died
-    landing = landing_dir(settings.data_path, project, source)
-    archive = settings.data_path / "archive" / project / source
-    sweep_temporaries(path)  # a killed run's; we hold the tenant lock, so no writer is live
-    for batch in sorted(landing.glob("*.parquet")):
-        if batch.name.startswith("."):
-            continue
-        raw = batch.read_bytes()
-        table = pq.read_table(pa.BufferReader(raw))
-        if ts_field not in table.column_names:
-            raise MaterializationError(f"{batch}: no timestamp column {ts_field!r}")
-        if not gate.admit(source, batch, table):
-            continue  # quarantined with its report: no offline part, so never materialized
-        # Named by the landing batch: a batch re-ingested after a crash lands on the same part.
-        write_part(table, path, key=hashlib.sha256(raw).hexdigest()[:32])
-        drift.observe(source, batch.name, table)
-        if table.num_rows:
-            earliest = _utc(pc.min(table.column(ts_field)).as_py())
-            if result.earliest is None or earliest < result.earliest:
-                result.earliest = earliest
-                # Durable before the batch leaves landing/: the only other record of it.
-                _write_pending(settings, project, source, earliest)
-        archive.mkdir(parents=True, exist_ok=True)
-        shutil.move(batch, archive / batch.name)
-        result.batches += 1
-        result.rows += table.num_rows
-    return result
+class OfflineTimes:
+    """A source's offline event times, read once per run after ingest (parts do not change
+    while views materialize): the bounds of incremental windows and each window's row count."""
 
+    def __init__(self, path: Path, ts_field: str) -> None:
+        table = read_parts(path, columns=[ts_field])
+        self.column = None if table is None else table.column(ts_field)
 
-def _earliest_offline(path: Path, ts_field: str) -> datetime | None:
-    table = read_parts(path, columns=[ts_field])
-    if table is None or table.num_rows == 0:
-        return None
-    return _utc(pc.min(table.column(ts_field)).as_py())
+    def earliest(self) -> datetime | None:
+        if self.column is None or len(self.column) == 0:
+            return None
+        return utc(pc.min(self.column).as_py())
 
+    def latest(self) -> datetime | None:
+        if self.column is None or len(self.column) == 0:
+            return None
+        return utc(pc.max(self.column).as_py())
 
-def _window_stats(
-    path: Path, ts_field: str, start: datetime, end: datetime
-) -> tuple[int, float | None]:
-    """Offline rows with event times in [start, end), and the newest of them (epoch seconds)."""
-    table = read_parts(path, columns=[ts_field])
-    if table is None:
-        return 0, None
-    column = table.column(ts_field)
-    mask = pc.and_(
-        pc.greater_equal(column, pa.scalar(start, column.type)),
-        pc.less(column, pa.scalar(end, column.type)),
-    )
-    inside = column.filter(mask)
-    newest = pc.max(inside).as_py()
-    return len(inside), (_utc(newest).timestamp() if newest is not None else None)
-
-
-def _latest_offline(path: Path, ts_field: str) -> datetime | None:
-    table = read_parts(path, columns=[ts_field])
-    if table is None or table.num_rows == 0:
-        return None
-    return _utc(pc.max(table.column(ts_field)).as_py())
+    def window_stats(self, start: datetime, end: datetime) -> tuple[int, float | None]:
+        """Rows with event times in [start, end), and the newest of them (epoch seconds)."""
+        column = self.column
+        if column is None:
+            return 0, None
+        mask = pc.and_(
+            pc.greater_equal(column, pa.scalar(start, column.type)),
+            pc.less(column, pa.scalar(end, column.type)),
+        )
+        inside = column.filter(mask)
+        newest = pc.max(inside).as_py()
+        return len(inside), (utc(newest).timestamp() if newest is not None else None)
 
 
 def _window(
     fv: FeatureView,
     ingest: SourceIngest,
-    path: Path,
+    times: OfflineTimes,
     start: datetime | None,
     end: datetime | None,
 ) -> tuple[datetime, datetime] | None:
-    ts_field = fv.batch_source.timestamp_field
     if end is None:
-        latest = _latest_offline(path, ts_field)
+        latest = times.latest()
         now = datetime.now(UTC)
         # Feast's window is half-open: the newest event must fall before ``end``.
         end = max(now, latest + timedelta(microseconds=1)) if latest else now
@@ -227,15 +162,15 @@ def _window(
         intervals = fv.materialization_intervals
         candidates = [ingest.earliest] if ingest.earliest else []
         if intervals:
-            candidates.append(_utc(intervals[-1][1]))
+            candidates.append(utc(intervals[-1][1]))
         else:
-            first = _earliest_offline(path, ts_field)
+            first = times.earliest()
             if first is not None:
                 candidates.append(first)
         if not candidates:
             return None
         start = min(candidates)
-    start, end = _utc(start), _utc(end)
+    start, end = utc(start), utc(end)
     if start >= end:
         return None
     return start, end
@@ -271,27 +206,30 @@ def _materialize(
             f"project {spec.feast_project!r} has no online feature views: "
             f"run `featureplane apply {spec.name}` first"
         )
-    # Suites are read and built before anything is written: a malformed one stops the run here.
-    gate = QualityGate.load(settings, spec, store.list_feature_views())
-    drift = DriftMonitor.load(settings, spec, views)
-    for fv in views:
-        source = fv.batch_source
-        if source.name not in report.ingested:
-            say(f"ingest {source.name}")
-            report.ingested[source.name] = _ingest_source(
-                settings,
-                spec.feast_project,
-                source.name,
-                Path(source.path),
-                source.timestamp_field,
-                gate,
-                drift,
-            )
-    with settings.redis_client() as control:
-        drift.record(control)  # the batches are offline already, whatever happens online
+    with redis_client(settings) as control:
+        # Suites are read and built before anything is written: a malformed one stops the run.
+        checker = BatchChecker.load(settings, spec, store.list_feature_views(), control)
+        drift = DriftMonitor.load(spec, views, control)
         for fv in views:
             source = fv.batch_source
-            window = _window(fv, report.ingested[source.name], Path(source.path), start, end)
+            if source.name not in report.ingested:
+                say(f"ingest {source.name}")
+                report.ingested[source.name] = ingest_source(
+                    settings,
+                    spec.feast_project,
+                    source.name,
+                    Path(source.path),
+                    source.timestamp_field,
+                    checker,
+                    drift,
+                )
+        drift.record(control)  # the batches are offline already, whatever happens online
+        times: dict[str, OfflineTimes] = {}
+        for fv in views:
+            source = fv.batch_source
+            if source.name not in times:
+                times[source.name] = OfflineTimes(Path(source.path), source.timestamp_field)
+            window = _window(fv, report.ingested[source.name], times[source.name], start, end)
             if window is None:
                 say(f"{fv.name}: nothing new")
                 continue
@@ -306,7 +244,7 @@ def _materialize(
                     f"{spec.name}/{fv.name}: {type(exc).__name__}: {exc}"
                 ) from exc
             seconds = time.perf_counter() - view_began
-            rows, newest = _window_stats(Path(source.path), source.timestamp_field, *window)
+            rows, newest = times[source.name].window_stats(*window)
             runs.record_success(control, spec.name, fv.name, rows, seconds, newest)
             report.views.append(ViewRun(fv.name, *window, seconds, rows))
     if start is None and end is None:
@@ -314,10 +252,34 @@ def _materialize(
         # went through: nothing is pending any more. An explicit --start or --end may have left
         # some of them out.
         for name in report.ingested:
-            _pending_path(settings, spec.feast_project, name).unlink(missing_ok=True)
+            clear_pending(settings, spec.feast_project, name)
     report.seconds = time.perf_counter() - began
-    report.quality = gate.verdicts
+    report.quality = checker.verdicts
     report.drift = drift.scores
-    if gate.quarantined:
-        raise QualityError(gate.refusal(), report)
     return report
+
+
+def report_lines(report: MaterializeReport) -> tuple[str, list[str]]:
+    """How a run reads in `featureplane materialize` (rich markup): a summary line, and one line
+    per batch a suite did not pass and per feature whose drift is over its threshold."""
+    rows = sum(i.rows for i in report.ingested.values())
+    summary = (
+        f"[green]materialized[/] {report.tenant}: {rows} new offline rows, "
+        f"{len(report.views)} feature views online ({report.seconds:.1f} s)"
+    )
+    findings = []
+    for verdict in report.quality:
+        if verdict.outcome != "passed":
+            colour = "red" if verdict.outcome == "quarantined" else "yellow"
+            findings.append(
+                f"[{colour}]{verdict.outcome}[/] {report.tenant}/{verdict.source}/"
+                f"{verdict.batch}: report {verdict.report}"
+            )
+    for drifted in (s for s in report.drift if s.drifted):
+        ks = "" if drifted.ks is None else f", KS {drifted.ks:.3f} / {drifted.ks_limit:g}"
+        findings.append(
+            f"[yellow]drift[/] {report.tenant}/{drifted.feature_view}.{drifted.feature} in "
+            f"{drifted.batch}: PSI {drifted.psi:.3f} / {drifted.psi_limit:g}{ks} "
+            "(score / threshold)"
+        )
+    return summary, findings

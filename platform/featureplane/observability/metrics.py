@@ -32,8 +32,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from featureplane.cost.report import OnlineBytes, Prices, monthly_holdings
-from featureplane.cost.report import quota as resources
 from featureplane.observability.runs import TenantRuns
 from featureplane.tenancy.spec import DriftStatistic, TenantSpec
 
@@ -183,6 +181,28 @@ def multiprocess_dir() -> str | None:
 
 
 @dataclass(frozen=True)
+class TenantCost:
+    """One tenant's cost inputs held now, as plain numbers: what its ``featureplane_cost_*``
+    series export. The gateway fills them from :mod:`featureplane.cost`."""
+
+    cpu_request_cores: float  # tenant.yaml kubernetes.requests / limits
+    cpu_limit_cores: float
+    memory_request_bytes: float
+    memory_limit_bytes: float
+    monthly_cost: Mapping[str, float]  # cost per month of what is held, by item
+    online_bytes: float | None = None  # None (both): the online keys are not sampled (yet)
+    online_keys: int | None = None
+
+
+@dataclass(frozen=True)
+class CostSnapshot:
+    """The inputs of the ``featureplane_cost_*`` families."""
+
+    currency: str  # of ``monthly_cost``
+    tenants: Mapping[str, TenantCost]  # exported in this order
+
+
+@dataclass(frozen=True)
 class ScrapeSnapshot:
     tenants: Sequence[TenantSpec]
     runs: Mapping[str, TenantRuns]
@@ -190,8 +210,7 @@ class ScrapeSnapshot:
     store_up: bool
     store_used_memory_bytes: float | None
     now: float = field(default_factory=time.time)
-    online_bytes: Mapping[str, OnlineBytes] | None = None  # None: not sampled (yet)
-    prices: Prices = field(default_factory=Prices)
+    cost: CostSnapshot | None = None  # None: no featureplane_cost_* families
     registry_up: bool = True  # the snapshot is current (refreshes succeed)
 
 
@@ -316,11 +335,13 @@ def scrape_families(snap: ScrapeSnapshot) -> list[Metric]:
         )
         memory.add_metric([], snap.store_used_memory_bytes)
         families.append(memory)
-    return families + _cost_families(snap)
+    if snap.cost is not None:
+        families += _cost_families(snap.cost)
+    return families
 
 
-def _cost_families(snap: ScrapeSnapshot) -> list[Metric]:
-    """Cost inputs held now (:mod:`featureplane.cost.report`), per tenant."""
+def _cost_families(cost: CostSnapshot) -> list[Metric]:
+    """Cost inputs held now, per tenant."""
     online = GaugeMetricFamily(
         "featureplane_cost_online_bytes",
         "Estimated bytes of the tenant's online keys in Redis (sampled MEMORY USAGE x key count).",
@@ -341,25 +362,21 @@ def _cost_families(snap: ScrapeSnapshot) -> list[Metric]:
     )
     estimate = GaugeMetricFamily(
         "featureplane_cost_estimate",
-        f"Cost per month of what the tenant holds now, in {snap.prices.currency} "
+        f"Cost per month of what the tenant holds now, in {cost.currency} "
         "(illustrative price model unless FEATUREPLANE_COST_PRICES is set).",
         labels=["tenant", "item"],
     )
-    for spec in snap.tenants:
-        cpu_request, cpu_limit, memory_request, memory_limit = resources(spec)
-        cpu.add_metric([spec.name, "requests"], cpu_request)
-        cpu.add_metric([spec.name, "limits"], cpu_limit)
-        memory.add_metric([spec.name, "requests"], memory_request)
-        memory.add_metric([spec.name, "limits"], memory_limit)
-        held = None
-        if snap.online_bytes is not None and spec.name in snap.online_bytes:
-            held = snap.online_bytes[spec.name]
-            online.add_metric([spec.name], held.bytes)
-            keys.add_metric([spec.name], held.keys)
-        for item, value in monthly_holdings(
-            spec, None if held is None else held.bytes, snap.prices
-        ).items():
-            estimate.add_metric([spec.name, item], value)
+    for tenant, held in cost.tenants.items():
+        cpu.add_metric([tenant, "requests"], held.cpu_request_cores)
+        cpu.add_metric([tenant, "limits"], held.cpu_limit_cores)
+        memory.add_metric([tenant, "requests"], held.memory_request_bytes)
+        memory.add_metric([tenant, "limits"], held.memory_limit_bytes)
+        if held.online_bytes is not None:
+            online.add_metric([tenant], held.online_bytes)
+        if held.online_keys is not None:
+            keys.add_metric([tenant], held.online_keys)
+        for item, value in held.monthly_cost.items():
+            estimate.add_metric([tenant, item], value)
     return [online, keys, cpu, memory, estimate]
 
 

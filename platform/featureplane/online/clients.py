@@ -1,10 +1,12 @@
-"""redis-py clients for the control plane (CLI, materialization, registry server, ops routes).
+"""The one factory of online-store clients: every Redis client featureplane opens comes from here.
 
-:meth:`featureplane.settings.Settings.redis_client` is the one way to get one: a
-``redis.Redis`` for a standalone store, a :class:`ClusterClient` for a Redis Cluster
-(``FEATUREPLANE_REDIS_TYPE=redis_cluster``), whose ``FEATUREPLANE_REDIS_URL`` lists seed nodes:
-``redis://[user:password@]host:port[,host:port…]`` (``rediss://`` for TLS; any one live node is
-enough, the others are fallbacks; no database number, a cluster has only database 0).
+- :func:`redis_client` / :func:`async_redis_client`: redis-py clients for the control plane
+  (CLI, materialization, registry server, the gateway's ops routes): a ``redis.Redis`` for a
+  standalone store, a :class:`ClusterClient` for a Redis Cluster
+  (``FEATUREPLANE_REDIS_TYPE=redis_cluster``; URL forms in :mod:`featureplane.online.urls`).
+- :func:`shared_connection`: the gateway's request-path connection, multiplexed and parsed by
+  hiredis (:class:`~featureplane.online.connection.SharedConnection`, or
+  :class:`~featureplane.online.cluster.ClusterConnection` on a cluster).
 
 A cluster client is typed as ``redis.Redis``: it offers the same commands, routed by key slot.
 What differs is multi-key work: ``MULTI`` cannot span slots and redis-py's cluster pipeline has
@@ -12,43 +14,22 @@ no ``EVAL``, so a *transactional* pipeline on a cluster runs its commands one by
 atomically). The control plane's transactions (a credential and its tenant index, a drift
 reference and its scores, a view's run record) tolerate that: each command is idempotent or a
 counter, and readers already skip what a half-done write leaves (a listed token without a
-credential is dropped by ``tenants tokens``). The gateway's request path does not use these
-clients (see :mod:`featureplane.online.cluster`).
+credential is dropped by ``tenants tokens``).
 """
 
 from __future__ import annotations
 
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
 import redis.asyncio.cluster as aiocluster
 from redis.cluster import ClusterNode, RedisCluster
 
-from featureplane.errors import ConfigError
-
-
-class ClusterUrl:
-    """A cluster ``FEATUREPLANE_REDIS_URL``: seed nodes plus the credentials and TLS of all."""
-
-    def __init__(self, url: str) -> None:
-        first, *others = [part.strip() for part in url.split(",") if part.strip()]
-        parts = urlsplit(first)
-        if parts.scheme not in ("redis", "rediss"):
-            raise ConfigError(f"expected a redis:// or rediss:// URL, got {parts.scheme}://…")
-        if parts.path.strip("/") not in ("", "0"):
-            raise ConfigError("a Redis Cluster has only database 0: drop the /N from the URL")
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password is not None else None
-        self.tls = parts.scheme == "rediss"
-        self.nodes = [(parts.hostname or "127.0.0.1", parts.port or 6379)]
-        for other in others:  # "host:port", or a whole URL (its credentials are the first's)
-            address = urlsplit(other if "://" in other else f"redis://{other}")
-            self.nodes.append((address.hostname or "127.0.0.1", address.port or 6379))
-
-    def kwargs(self) -> dict[str, Any]:
-        return {"username": self.username, "password": self.password, "ssl": self.tls}
+from featureplane.online.cluster import ClusterConnection
+from featureplane.online.connection import SharedConnection
+from featureplane.online.urls import RedisUrl
+from featureplane.settings import Settings
 
 
 class _OneByOne:
@@ -85,25 +66,49 @@ class ClusterClient(RedisCluster):  # type: ignore[misc]  # untyped for mypy her
         return super().pipeline(transaction=transaction, shard_hint=shard_hint)
 
 
-def sync_client(url: str, cluster: bool, **kwargs: Any) -> redis.Redis:
-    if not cluster:
-        return redis.Redis.from_url(url, **kwargs)
-    parsed = ClusterUrl(url)
+def _url(settings: Settings) -> RedisUrl:
+    return RedisUrl.parse(settings.require_redis_url(), cluster=_cluster(settings))
+
+
+def _cluster(settings: Settings) -> bool:
+    return settings.redis_type == "redis_cluster"
+
+
+def redis_client(settings: Settings, **kwargs: Any) -> redis.Redis:
+    """The control plane's client of the online store; ``kwargs`` go to redis-py
+    (``socket_timeout``, …). The caller owns it: close it (or use it as a context manager)."""
+    if not _cluster(settings):
+        return redis.Redis.from_url(settings.require_redis_url(), **kwargs)
+    parsed = _url(settings)
     client = ClusterClient(
         startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
-        **parsed.kwargs(),
+        **parsed.auth_kwargs(),
         **kwargs,
     )
     return cast(redis.Redis, client)  # the same command API (module docstring)
 
 
-def async_client(url: str, cluster: bool, **kwargs: Any) -> aioredis.Redis:
-    if not cluster:
-        return aioredis.Redis.from_url(url, **kwargs)
-    parsed = ClusterUrl(url)
+def async_redis_client(settings: Settings, **kwargs: Any) -> aioredis.Redis:
+    """:func:`redis_client` for asyncio (the gateway's ops routes)."""
+    if not _cluster(settings):
+        return aioredis.Redis.from_url(settings.require_redis_url(), **kwargs)
+    parsed = _url(settings)
     client = aiocluster.RedisCluster(
         startup_nodes=[aiocluster.ClusterNode(host, port) for host, port in parsed.nodes],
-        **parsed.kwargs(),
+        **parsed.auth_kwargs(),
         **kwargs,
     )
     return cast(aioredis.Redis, client)
+
+
+def shared_connection(settings: Settings) -> SharedConnection | ClusterConnection:
+    """The gateway worker's request-path connection (it connects lazily, on first use)."""
+    url, timeout = settings.require_redis_url(), settings.redis_timeout_seconds
+    if _cluster(settings):
+        return ClusterConnection.from_url(url, timeout)
+    return SharedConnection.from_url(url, timeout)
+
+
+def feast_connection_string(settings: Settings) -> str:
+    """FEATUREPLANE_REDIS_URL in the form Feast's Redis online store reads."""
+    return _url(settings).feast_connection()

@@ -38,28 +38,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS
-from redis.crc import key_slot
-
 from featureplane.errors import StoreUnavailableError
-from featureplane.online.clients import ClusterUrl
 from featureplane.online.connection import NotSentError, ReplyError, SharedConnection
 from featureplane.online.resp import Command, pack_all, pack_hmgets
+from featureplane.online.slots import SLOTS, command_key, key_slot, slot_owners
+from featureplane.online.urls import Address, RedisUrl
 
 REFRESH_INTERVAL = 0.1  # seconds between slot-map refreshes, at least
 _IDEMPOTENT = frozenset({b"HMGET", b"HGET", b"HGETALL", b"GET", b"EXISTS", b"PING"})
 _RETRYABLE = ("MOVED ", "ASK ", "CLUSTERDOWN", "TRYAGAIN")
 
-Address = tuple[str, int]
 HashRead = tuple[bytes, Sequence[bytes]]
-
-
-def _command_key(command: Command) -> bytes | None:
-    """The key that routes a command (None: any node will do)."""
-    name = command[0].upper()
-    if name in (b"EVAL", b"EVALSHA", b"FCALL"):
-        return command[3] if len(command) > 3 and command[2] != b"0" else None
-    return command[1] if len(command) > 1 else None
 
 
 def _retryable(reply: Any) -> bool:
@@ -69,7 +58,7 @@ def _retryable(reply: Any) -> bool:
 class ClusterConnection:
     """Multiplexed connections to every primary of a Redis Cluster (see the module docstring)."""
 
-    def __init__(self, url: ClusterUrl, timeout: float = 1.0) -> None:
+    def __init__(self, url: RedisUrl, timeout: float = 1.0) -> None:
         self._url = url
         self._timeout = timeout
         self._seeds: list[Address] = list(url.nodes)
@@ -83,7 +72,7 @@ class ClusterConnection:
     @classmethod
     def from_url(cls, url: str, timeout: float = 1.0) -> ClusterConnection:
         """FEATUREPLANE_REDIS_URL's cluster form: ``redis://[auth@]host:port[,host:port…]``."""
-        return cls(ClusterUrl(url), timeout)
+        return cls(RedisUrl.parse(url, cluster=True), timeout)
 
     def _node(self, address: Address) -> SharedConnection:
         node = self._nodes.get(address)
@@ -103,7 +92,7 @@ class ClusterConnection:
 
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
         """Every command's reply, in order; each command goes to the primary of its key."""
-        keys = [_command_key(c) for c in commands]
+        keys = [command_key(c) for c in commands]
         retry = [c[0].upper() in _IDEMPOTENT for c in commands]
         return await self._run(keys, retry, lambda idx: pack_all([commands[i] for i in idx]))
 
@@ -246,21 +235,18 @@ class ClusterConnection:
             raise NotSentError(f"online store unavailable: no Redis Cluster node answers: {reason}")
 
     def _apply(self, reply: list[Any], asked_host: str) -> None:
-        owners: list[Address | None] = [None] * SLOTS
-        primaries: dict[Address, None] = {}
         replicas: dict[Address, None] = {}
 
         def address(node: list[Any]) -> Address:
             host = node[0].decode() if isinstance(node[0], bytes) else str(node[0])
             return (host or asked_host, int(node[1]))  # "": the node we asked
 
-        for start, end, primary, *others in reply:
-            owner = address(primary)
-            primaries[owner] = None
-            owners[int(start) : int(end) + 1] = [owner] * (int(end) - int(start) + 1)
+        for _, _, _, *others in reply:
             for other in others:
                 replicas[address(other)] = None
-        self._owners, self._primaries = owners, list(primaries)
+        self._owners, self._primaries = slot_owners(
+            (int(start), int(end), address(primary)) for start, end, primary, *_ in reply
+        )
         self._replicas = list(replicas)
 
     # -- health --------------------------------------------------------------------------

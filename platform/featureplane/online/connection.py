@@ -29,12 +29,12 @@ import random
 import ssl
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
-from urllib.parse import unquote, urlsplit
 
 import hiredis
 
-from featureplane.errors import ConfigError, StoreUnavailableError
+from featureplane.errors import StoreUnavailableError
 from featureplane.online.resp import Command, pack_all
+from featureplane.online.urls import RedisUrl
 
 ReplyError = hiredis.ReplyError
 BACKOFF_BASE, BACKOFF_MAX = 0.05, 2.0  # seconds the circuit stays open after failed connects
@@ -166,19 +166,15 @@ class SharedConnection:
     @classmethod
     def from_url(cls, url: str, timeout: float = 1.0) -> SharedConnection:
         """``redis://[[user]:password@]host[:port][/db]``, or ``rediss://`` for TLS."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss"):
-            raise ConfigError(f"expected a redis:// or rediss:// URL, got {parts.scheme}://…")
-        db = parts.path.lstrip("/") or "0"
-        if not db.isdigit():
-            raise ConfigError(f"the Redis URL's database must be a number, got {db!r}")
+        parsed = RedisUrl.parse(url)
+        host, port = parsed.nodes[0]
         return cls(
-            parts.hostname or "127.0.0.1",
-            parts.port or 6379,
-            db=int(db),
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password is not None else None,
-            tls=parts.scheme == "rediss",
+            host,
+            port,
+            db=parsed.db or 0,
+            username=parsed.username,
+            password=parsed.password,
+            tls=parsed.tls,
             timeout=timeout,
         )
 

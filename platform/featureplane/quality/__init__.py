@@ -1,9 +1,10 @@
 """Data quality: expectation suites declared beside a tenant's definitions, checked with GX 1.x.
 
-Great Expectations is imported only when a suite is built (:mod:`.validator`): the gateway and
-the command line start without paying for it.
+- :mod:`.suite`: the suite files; :mod:`.validator`: GX (imported only when a suite is built, so
+  the gateway and the command line start without paying for it).
+- :mod:`.checker`: each landed batch checked before ingest; :mod:`.quarantine`: where a failed
+  batch and its report go.
+- :mod:`.drift`: PSI and KS of each accepted batch against a training reference.
 """
 
-from featureplane.quality.suite import Entry, Suite, read_suites, suite_dir
-
-__all__ = ["Entry", "Suite", "read_suites", "suite_dir"]
+__all__: list[str] = []

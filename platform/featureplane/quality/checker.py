@@ -1,4 +1,4 @@
-"""The quality gate of materialization: every landed batch is checked before any of it is written.
+"""The quality check of ingest: every landed batch is checked before any of it is written.
 
 A batch of source ``S`` is checked against the suite named ``S`` (if any) and the suite of each
 feature view that reads ``S`` (``feature_repo/<tenant>/expectations/``). A failed suite applies
@@ -7,7 +7,7 @@ for a source suite:
 
 - ``strict``: the batch is quarantined with its report (:mod:`.quarantine`); no offline part is
   written for it, so no feature view ever materializes or serves it. The run's other batches go
-  through, and the run then fails with a :class:`QualityError`.
+  through, and the run's report lists it (``MaterializeReport.quarantined``).
 - ``warn``: the report is kept under ``quarantine/.../warned/`` and the batch is ingested.
 
 A batch belongs to one offline part shared by all views of its source, so one strict failure
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
+import redis
 
 from featureplane.errors import FeatureplaneError, MaterializationError, SuiteError, TenantSpecError
 from featureplane.observability import runs
@@ -57,7 +58,7 @@ class Verdict:
         return self.outcome != "quarantined"
 
 
-class QualityGate:
+class BatchChecker:
     """One tenant's suites and policies for one materialization run."""
 
     def __init__(
@@ -66,8 +67,10 @@ class QualityGate:
         spec: TenantSpec,
         suites: dict[str, Suite],
         readers: dict[str, list[str]],
+        control: redis.Redis,
     ) -> None:
         self._settings = settings
+        self._control = control  # the run's client: failures are counted in its run records
         self._spec = spec
         self._suites = suites
         self._readers = readers  # source -> the feature views reading it
@@ -80,8 +83,12 @@ class QualityGate:
 
     @classmethod
     def load(
-        cls, settings: Settings, spec: TenantSpec, views: Iterable[FeatureView]
-    ) -> QualityGate:
+        cls,
+        settings: Settings,
+        spec: TenantSpec,
+        views: Iterable[FeatureView],
+        control: redis.Redis,
+    ) -> BatchChecker:
         """Read and build the tenant's suites; every suite and policy must name a known feature
         view (or, for a suite, a batch source) of the project."""
         readers: dict[str, list[str]] = {}
@@ -102,11 +109,7 @@ class QualityGate:
         ]
         if unknown:
             raise TenantSpecError(settings.tenants_path / spec.name / "tenant.yaml", unknown)
-        return cls(settings, spec, suites, readers)
-
-    @property
-    def quarantined(self) -> list[Verdict]:
-        return [v for v in self.verdicts if not v.admitted]
+        return cls(settings, spec, suites, readers, control)
 
     def admit(self, source: str, batch: Path, table: pa.Table) -> bool:
         """Check ``batch`` (read as ``table``); False when it was quarantined."""
@@ -138,25 +141,10 @@ class QualityGate:
             _, report = quarantine.hold(batch, document)
         else:
             report = quarantine.warn(batch, document)
-        with self._settings.redis_client() as client:
-            for view, policy in failed.items():
-                runs.record_quality_failure(client, self._spec.name, view, policy)
+        for view, policy in failed.items():
+            runs.record_quality_failure(self._control, self._spec.name, view, policy)
         self.verdicts.append(Verdict(source, batch.name, outcome, failed, report))
         return outcome != "quarantined"
-
-    def refusal(self) -> str:
-        """The run's failure message: each quarantined batch with its report."""
-        lines = [
-            f"tenant {self._spec.name!r}: {len(self.quarantined)} landed batch(es) failed a strict "
-            "expectation suite and were quarantined (nothing of them written or served; the "
-            "other batches went through):"
-        ]
-        for v in self.quarantined:
-            views = ", ".join(f"{view} ({policy})" for view, policy in sorted(v.failed.items()))
-            lines.append(
-                f"  source {v.source!r}, batch {v.batch!r}: failed {views}; report: {v.report}"
-            )
-        return "\n".join(lines)
 
     def _applicable(self, source: str) -> list[tuple[Suite, list[str]]]:
         """The suites for a batch of ``source``, each with the views whose policy it carries."""

@@ -331,10 +331,9 @@ class DriftMonitor:
 
     @classmethod
     def load(
-        cls, settings: Settings, spec: TenantSpec, views: Iterable[FeatureView]
+        cls, spec: TenantSpec, views: Iterable[FeatureView], control: redis.Redis
     ) -> DriftMonitor:
-        with settings.redis_client() as client:
-            reference = load_reference(client, spec.name)
+        reference = load_reference(control, spec.name)
         monitor = cls(spec, reference)
         if reference is not None:
             for fv in views:

@@ -1,20 +1,12 @@
-"""The shared Feast SQL registry: per-tenant configuration and apply."""
+"""The shared Feast SQL registry and its governance.
 
-from featureplane.feast_config import (
-    close_registry,
-    feast_env,
-    feature_store,
-    open_registry,
-    repo_config,
-)
-from featureplane.registry.apply import ApplyResult, apply_tenant
+- :mod:`.governed`: the governed-apply rule (every named tenant passes its gate, or nothing is
+  applied; never against a dead registry), called by `featureplane apply`.
+- :mod:`.gate` (the plan gate and its acceptance), :mod:`.plan` and :mod:`.feast_plan` (Feast's
+  plan, classified safe / breaking), :mod:`.lint`, :mod:`.audit`, :mod:`.report` (rendering).
+- :mod:`.apply`: one tenant's `feast apply`, in a subprocess, atomic on SQLite.
+- Ownership where teams run plain `feast apply`: :mod:`.server` (Feast's registry server),
+  :mod:`.permissions`, :mod:`.token_parser`, :mod:`.client_config`.
+"""
 
-__all__ = [
-    "ApplyResult",
-    "apply_tenant",
-    "close_registry",
-    "feast_env",
-    "feature_store",
-    "open_registry",
-    "repo_config",
-]
+__all__: list[str] = []

@@ -2,6 +2,7 @@
 
 A tenant's plan passes when lint found no errors and it has no breaking change, or its breaking
 changes were accepted with ``--allow-breaking "<reason>"`` (recorded in the audit trail).
+:mod:`.governed` holds the rule that applies nothing unless every named tenant passes.
 """
 
 from __future__ import annotations

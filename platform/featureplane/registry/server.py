@@ -46,6 +46,7 @@ from starlette.authentication import AuthenticationError as MissingCredentialsEr
 
 from featureplane.errors import AuthenticationError, ConfigError, StoreUnavailableError
 from featureplane.feast_config import close_registry, open_registry
+from featureplane.online.clients import redis_client
 from featureplane.registry.permissions import OwnershipPolicy, OwnershipSecurityManager
 from featureplane.registry.token_parser import FeatureplaneTokenParser
 from featureplane.settings import Settings
@@ -120,7 +121,7 @@ def start(settings: Settings, host: str, port: int, tls: TlsFiles | None = None)
     policy = OwnershipPolicy(
         lambda: TenantCatalog.load(tenants_path), settings.registry_refresh_seconds
     )
-    token_store = settings.redis_client(socket_timeout=settings.redis_timeout_seconds)
+    token_store = redis_client(settings, socket_timeout=settings.redis_timeout_seconds)
     registry = open_registry(settings)
     set_security_manager(OwnershipSecurityManager(policy, registry))
     set_auth_manager(

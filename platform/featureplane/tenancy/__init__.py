@@ -1,7 +1,4 @@
-"""Tenants as data: the spec model, the catalog that loads them, and their credentials."""
+"""Tenants as data: :mod:`.spec` (the tenant.yaml model), :mod:`.catalog` (loading and cross
+checks, the JSON schema) and :mod:`.credentials` (bearer tokens, stored as HMACs)."""
 
-from featureplane.tenancy.catalog import TenantCatalog, load_spec
-from featureplane.tenancy.credentials import CredentialStore, IssuedToken
-from featureplane.tenancy.spec import TenantSpec
-
-__all__ = ["CredentialStore", "IssuedToken", "TenantCatalog", "TenantSpec", "load_spec"]
+__all__: list[str] = []

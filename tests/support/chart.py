@@ -3,7 +3,7 @@
 Its copies of the generated dashboards and rules are written by `featureplane dashboards
 generate` (and checked by `--check`); tests/helm also compare them here. The default `tenants:`
 list in values.yaml is checked, not rewritten (its schedules are hand-chosen):
-`python -m tests.helm.sync_chart` prints the names to add or drop.
+`python -m tests.support.chart` prints the names to add or drop.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
+
 CHART = ROOT / "helm" / "featureplane"
 
 

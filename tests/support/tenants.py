@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 def tenants_with_quotas(tmp: Path, quotas: dict[str, dict[str, Any]]) -> Path:
