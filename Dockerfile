@@ -1,6 +1,6 @@
 # The image the Helm chart runs (`featureplane serve`, `featureplane materialize <t>`):
 # docker build -t ghcr.io/featureplane/featureplane:0.1.0 .
-# Not built in this repository's CI (no container engine there); see README "Known limits".
+# Not built in this repository's CI (no container engine there); see docs/limits.md.
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 HOME=/tmp FEAST_USAGE=False
 WORKDIR /app

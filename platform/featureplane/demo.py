@@ -36,7 +36,7 @@ from featureplane.materialize.runner import MaterializeReport, materialize_tenan
 from featureplane.online.clients import redis_client
 from featureplane.quality.drift import save_reference, take_reference
 from featureplane.redact import redact_url
-from featureplane.registry.apply import apply_tenant
+from featureplane.registry.governed import governed_apply
 from featureplane.samples import generate, land
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
@@ -87,17 +87,15 @@ def deploy_samples(
     then the newer half is materialized and scored. What is served is the same as if the sample
     had landed at once (the newest row per entity wins either way).
 
-    Definitions go in with :func:`~featureplane.registry.apply.apply_tenant`, not through the
-    governed apply (:mod:`featureplane.registry.governed`): the demo's registry is by default its
-    own and new (every change an addition, nothing for the gate to refuse), and this is also the
-    tests' and benchmarks' deployment, where the gate's `feast plan` adds seconds per tenant.
+    Definitions go in through the governed apply (:mod:`featureplane.registry.governed`), as
+    `featureplane apply` puts them in: lint and Feast's plan classified, then `feast apply`.
     """
     tables: dict[str, dict[str, pa.Table]] = {}
     for spec in catalog.values():
         tables[spec.name] = generate(settings, spec, rows, now)
         halves = {name: _halves(t, spec.drift.min_rows) for name, t in tables[spec.name].items()}
         land(settings, spec, {name: older for name, (older, _) in halves.items()})
-        result = apply_tenant(settings, spec)
+        (result,) = governed_apply(settings, [spec], allow_breaking=None)
         say(f"[green]applied[/] {spec.name} ({result.seconds:.1f} s)")
         reports = [_materialize(settings, spec)]
         with redis_client(settings) as client:

@@ -13,7 +13,8 @@
     └── GatewayError                  answered to an HTTP client with ``status_code``
         ├── AuthenticationError       401: no or unknown bearer token
         ├── PermissionDeniedError     403: the tenant may not read that object
-        ├── QuotaExceededError        429: rate or concurrency quota spent (Retry-After)
+        ├── QuotaError                a quota refused the request (names it and its limit)
+        │   ├── QuotaExceededError    429: rate or concurrency quota spent (Retry-After)
         │   └── PayloadTooLargeError  413: body, entity rows or features over a size quota
         ├── BadRequestError           400: malformed request, unknown feature or entity
         ├── UnsupportedMediaTypeError 415: a body that is not JSON by its Content-Type
@@ -128,14 +129,13 @@ class UnsupportedMediaTypeError(GatewayError):
     code = "unsupported_media_type"
 
 
-class QuotaExceededError(GatewayError):
-    """429: a rate or concurrency quota is spent; retry after ``retry_after`` seconds."""
+class QuotaError(GatewayError):
+    """A quota refused the request: which one and its limit are in the body."""
 
-    status_code = 429
-    code = "quota_exceeded"
-
-    def __init__(self, quota: str, limit: float, retry_after: int, message: str) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after)})
+    def __init__(
+        self, quota: str, limit: float, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, headers=headers)
         self.quota = quota
         self.limit = limit
 
@@ -149,12 +149,19 @@ class QuotaExceededError(GatewayError):
         return {"error": error}
 
 
-class PayloadTooLargeError(QuotaExceededError):
-    """413: the request is larger than a size quota allows (bytes, entity rows, features)."""
+class QuotaExceededError(QuotaError):
+    """429: a rate or concurrency quota is spent; retry after ``Retry-After`` seconds."""
+
+    status_code = 429
+    code = "quota_exceeded"
+
+    def __init__(self, quota: str, limit: float, retry_after: int, message: str) -> None:
+        super().__init__(quota, limit, message, headers={"Retry-After": str(retry_after)})
+
+
+class PayloadTooLargeError(QuotaError):
+    """413: the request is larger than a size quota allows (bytes, entity rows, features);
+    retrying the same request cannot help, so no ``Retry-After``."""
 
     status_code = 413
     code = "payload_too_large"
-
-    def __init__(self, quota: str, limit: float, message: str) -> None:
-        super().__init__(quota, limit, 0, message)
-        self.headers = {}

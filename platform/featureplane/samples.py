@@ -3,7 +3,7 @@
 A tenant may ship ``feature_repo/<t>/<t>_sample_data.py`` with
 ``generate(rows: int, now: datetime, seed: int) -> dict[source_name, pyarrow.Table]``.
 The batches land where real upstream jobs would drop theirs (the landing folder), so the demo
-and tests go through the same quality gate and materialization as production data.
+and tests go through the same quality checks and materialization as production data.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ def offline_dir(data_dir: Path, project: str, source: str) -> Path:
 
 
 def landing_dir(data_dir: Path, project: str, source: str) -> Path:
-    """Where new batches for ``source`` arrive before the quality gate."""
+    """Where new batches for ``source`` arrive before the quality checks."""
     return data_dir / "landing" / project / source
 
 

@@ -47,7 +47,7 @@ CASES: list[tuple[str, Any, list[dict[str, Any]]]] = [
         ],
         # Users whose recent_item_ids are non-empty: Feast's remote client infers each value's
         # type from the value itself and cannot type an empty list (it raises TypeError),
-        # whatever server it talks to. See README, "Known limits".
+        # whatever server it talks to. See docs/limits.md.
         [
             {"user_id": "u000004", "item_id": "i00001"},
             {"user_id": "u000005", "item_id": "i00003"},

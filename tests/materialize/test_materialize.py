@@ -5,14 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+import redis
 
 from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.feast_config import feature_store
+from featureplane.materialize import runner
 from featureplane.materialize.runner import materialize_tenant
 from featureplane.offline import read_parts, write_part
+from featureplane.online.clients import redis_client
 from featureplane.registry.apply import apply_tenant
 from featureplane.samples import generate, land
+from featureplane.settings import Settings
 from featureplane.sources import landing_dir, offline_dir
 from featureplane.tenancy.catalog import TenantCatalog
 from tests.support.settings import make_settings
@@ -30,7 +36,7 @@ def test_write_part_is_atomic_and_content_addressed(tmp_path: Path) -> None:
 
 
 def test_first_run_loads_everything_then_runs_incrementally(
-    redis_server: EmbeddedRedis, tmp_path: Path
+    redis_server: EmbeddedRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = make_settings(tmp_path, redis_server.url.replace("/0", "/3"))
     spec = TenantCatalog.load(settings.tenants_path)["fraud"]
@@ -39,8 +45,25 @@ def test_first_run_loads_everything_then_runs_incrementally(
     # incremental run would skip.
     old_now = datetime.now(UTC) - timedelta(days=30)
     land(settings, spec, generate(settings, spec, 100, old_now))
+    # One offline scan per source and one control client per run, however many views.
+    scans: list[Path] = []
+    clients: list[Settings] = []
+
+    def counted_scan(path: Path, columns: list[str] | None = None) -> pa.Table | None:
+        scans.append(path)
+        return read_parts(path, columns)
+
+    def counted_client(settings: Settings) -> redis.Redis:
+        clients.append(settings)
+        return redis_client(settings)
+
+    monkeypatch.setattr(runner, "read_parts", counted_scan)
+    monkeypatch.setattr(runner, "redis_client", counted_client)
     report = materialize_tenant(settings, spec)
+    monkeypatch.undo()
     assert report.ingested["account_activity"].rows == 120
+    assert len(scans) == len(report.ingested) == 1
+    assert len(clients) == 1
     store = feature_store(settings, spec)
     got = store.get_online_features(
         features=["account_stats:txn_count_24h"],

@@ -1,7 +1,8 @@
-"""The quality gate: GX 1.x suites beside each tenant's definitions, a policy per feature view,
-quarantine with a report, and nothing that failed a strict suite ever written or served.
+"""The quality checks of ingest: GX 1.x suites beside each tenant's definitions, a policy per
+feature view, quarantine with a report, and nothing that failed a strict suite ever written or
+served.
 
-The gate tests share one deployment of their own (a redis-server, a SQLite registry and a data
+The tests share one deployment of their own (a redis-server, a SQLite registry and a data
 folder in a temp dir, with only the fraud tenant); each test leaves its landing folder empty.
 """
 
@@ -162,7 +163,7 @@ def test_policy_defaults_to_warn_with_per_view_overrides(tmp_path: Path) -> None
     assert any(f == "quality.product_price" for f, _ in excinfo.value.problems)
 
 
-# -- the gate, against a real Redis and real Feast ----------------------------------------------
+# -- the checks, against a real Redis and real Feast---------------------------------------------
 
 
 @dataclass

@@ -213,12 +213,13 @@ def test_default_deny_without_a_server() -> None:
     from feast.permissions.enforcer import enforce_policy
     from feast.permissions.user import User
     from feast.project import Project
+    from feast.value_type import ValueType
 
     from featureplane.registry.permissions import OwnershipPolicy, request_project, tenant_role
 
     policy = OwnershipPolicy(lambda: TenantCatalog.load(ROOT / "tenants"))
     user_a = User(A, [tenant_role(A)])
-    entity = Entity(name="e", join_keys=["id"])
+    entity = Entity(name="e", join_keys=["id"], value_type=ValueType.INT64)
 
     def allowed(project: str | None, resource: Any) -> bool:
         perms = policy.permissions_for(project)

@@ -30,7 +30,7 @@ def materialize(
     ] = None,
     end: Annotated[str | None, typer.Option(help="ISO 8601 end (default: now).")] = None,
 ) -> None:
-    """Check landed batches (quality gate), ingest them into offline Parquet and materialize
+    """Check landed batches (quality checks), ingest them into offline Parquet and materialize
     them into the online store. Exits 1 when a batch failed a strict suite (quarantined)."""
     from featureplane.materialize.runner import materialize_tenant, report_lines
 

@@ -77,9 +77,11 @@ def _cluster(settings: Settings) -> bool:
 def redis_client(settings: Settings, **kwargs: Any) -> redis.Redis:
     """The control plane's client of the online store; ``kwargs`` go to redis-py
     (``socket_timeout``, …). The caller owns it: close it (or use it as a context manager)."""
-    if not _cluster(settings):
+    parsed = _url(settings)  # a malformed URL is the same ConfigError for every client
+    if not parsed.cluster:
+        # from_url, not Redis(host=…): its pool-made connections fail at once when the store
+        # is down, where the constructor's default Retry backs off for about 11 s.
         return redis.Redis.from_url(settings.require_redis_url(), **kwargs)
-    parsed = _url(settings)
     client = ClusterClient(
         startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
         **parsed.auth_kwargs(),
@@ -90,9 +92,9 @@ def redis_client(settings: Settings, **kwargs: Any) -> redis.Redis:
 
 def async_redis_client(settings: Settings, **kwargs: Any) -> aioredis.Redis:
     """:func:`redis_client` for asyncio (the gateway's ops routes)."""
-    if not _cluster(settings):
-        return aioredis.Redis.from_url(settings.require_redis_url(), **kwargs)
     parsed = _url(settings)
+    if not parsed.cluster:
+        return aioredis.Redis.from_url(settings.require_redis_url(), **kwargs)  # as above
     client = aiocluster.RedisCluster(
         startup_nodes=[aiocluster.ClusterNode(host, port) for host, port in parsed.nodes],
         **parsed.auth_kwargs(),
@@ -103,10 +105,19 @@ def async_redis_client(settings: Settings, **kwargs: Any) -> aioredis.Redis:
 
 def shared_connection(settings: Settings) -> SharedConnection | ClusterConnection:
     """The gateway worker's request-path connection (it connects lazily, on first use)."""
-    url, timeout = settings.require_redis_url(), settings.redis_timeout_seconds
-    if _cluster(settings):
-        return ClusterConnection.from_url(url, timeout)
-    return SharedConnection.from_url(url, timeout)
+    parsed, timeout = _url(settings), settings.redis_timeout_seconds
+    if parsed.cluster:
+        return ClusterConnection(parsed, timeout)
+    host, port = parsed.nodes[0]
+    return SharedConnection(
+        host,
+        port,
+        db=parsed.db or 0,
+        username=parsed.username,
+        password=parsed.password,
+        tls=parsed.tls,
+        timeout=timeout,
+    )
 
 
 def feast_connection_string(settings: Settings) -> str:

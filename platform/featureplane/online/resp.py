@@ -1,7 +1,8 @@
-"""The Redis protocol (RESP2) on the write side: commands packed straight to bytes.
+"""Redis commands packed straight to RESP2 bytes, for the gateway's connections.
 
-redis-py's pipelines spend more time packing arguments than Redis spends running them; the
-materialization engine and the gateway's connection pack with :func:`pack` instead.
+redis-py's pipelines spend more time packing arguments than Redis spends running them, so
+:mod:`.connection` and :mod:`.cluster` send what :func:`pack_all` and :func:`pack_hmgets` build.
+The batch engine frames whole batches column-wise instead (:class:`.encoding.Rows`).
 """
 
 from __future__ import annotations

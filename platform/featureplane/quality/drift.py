@@ -350,7 +350,7 @@ class DriftMonitor:
         for view in self.sources.get(source, []):
             for feature, reference in self.reference.views[view].features.items():
                 if reference.column not in table.column_names:
-                    continue  # the quality gate owns the schema; nothing to compare here
+                    continue  # the quality checks own the schema; nothing to compare here
                 column = table.column(reference.column)
                 if kind_of(column.type) != reference.kind:
                     continue

@@ -1,6 +1,6 @@
 """Governed apply: the one way tenants' definitions reach the shared registry.
 
-The rule (docs/governance.md), for `featureplane apply` and `featureplane demo` alike:
+The rule (docs/governance.md), for `featureplane apply` and the demo's deployment alike:
 
 1. The registry is checked first: an unreachable one is one line naming it and the cause
    (:class:`~featureplane.errors.RegistryError`), before any plan; Feast's plan would report it
