@@ -127,13 +127,14 @@ def cost_report(
     """Usage and cost per tenant: requests, entity rows, rows materialized, online bytes, quota."""
     import redis
 
+    from featureplane.cost import load_prices
     from featureplane.cost import report as cost
     from featureplane.online.clients import redis_client
 
     if format_ not in ("table", "csv", "json"):
         raise typer.BadParameter("one of table, csv, json", param_hint="--format")
     settings = load_settings()
-    prices = cost.load_prices(settings.cost_prices)
+    prices = load_prices(settings.cost_prices)
     url = gateway or f"http://{settings.gateway_host}:{settings.gateway_port}"
     client = redis_client(settings, socket_timeout=30.0)
     try:

@@ -13,7 +13,6 @@ import redis
 
 from featureplane.cost.online import OnlineBytes, sample_online_bytes
 from featureplane.cost.prices import GIB, Prices
-from featureplane.cost.prices import load_prices as load_prices  # the CLI calls it from here
 from featureplane.cost.usage import Usage, fetch_counts, usage
 from featureplane.observability import runs
 from featureplane.tenancy.spec import TenantSpec
