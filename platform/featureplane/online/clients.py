@@ -108,16 +108,7 @@ def shared_connection(settings: Settings) -> SharedConnection | ClusterConnectio
     parsed, timeout = _url(settings), settings.redis_timeout_seconds
     if parsed.cluster:
         return ClusterConnection(parsed, timeout)
-    host, port = parsed.nodes[0]
-    return SharedConnection(
-        host,
-        port,
-        db=parsed.db or 0,
-        username=parsed.username,
-        password=parsed.password,
-        tls=parsed.tls,
-        timeout=timeout,
-    )
+    return SharedConnection.to(parsed, timeout)
 
 
 def feast_connection_string(settings: Settings) -> str:

@@ -166,15 +166,19 @@ class SharedConnection:
     @classmethod
     def from_url(cls, url: str, timeout: float = 1.0) -> SharedConnection:
         """``redis://[[user]:password@]host[:port][/db]``, or ``rediss://`` for TLS."""
-        parsed = RedisUrl.parse(url)
-        host, port = parsed.nodes[0]
+        return cls.to(RedisUrl.parse(url), timeout)
+
+    @classmethod
+    def to(cls, url: RedisUrl, timeout: float = 1.0) -> SharedConnection:
+        """A connection to the (standalone) store ``url`` names."""
+        host, port = url.nodes[0]
         return cls(
             host,
             port,
-            db=parsed.db or 0,
-            username=parsed.username,
-            password=parsed.password,
-            tls=parsed.tls,
+            db=url.db or 0,
+            username=url.username,
+            password=url.password,
+            tls=url.tls,
             timeout=timeout,
         )
 
