@@ -121,6 +121,67 @@ def test_the_table_shows_lint_and_apply_refuses_lint_errors(platform: Platform) 
     assert not (tree.settings.data_path / "audit").exists()  # nothing was accepted
 
 
+def test_a_tenant_sets_its_own_severities(platform: Platform) -> None:
+    """tenant.yaml `lint:`: a default, per-rule entries, `off`; Feast's own refusal stays an
+    error; the JSON and the table show the effective level beside the platform's."""
+    lenient = "lint: {default: warning, owner: error, source-path: off}\n"
+    tree = platform.tree("bad-lenient", "govbad", BAD_MODULES, tenant_yaml=lenient)
+    proc = cli(tree, "plan", "govbad", "--json")
+    assert proc.returncode == 1  # owner (the tenant's choice) and feast are still errors
+    findings = json.loads(proc.stdout)["lint"]
+    kept = [e for e in EXPECTED if e[0] != "source-path"]
+    effective = {
+        (r, "error" if r in ("owner", "feast") else "warning", f, n) for r, _, f, n in kept
+    }
+    assert {(f["rule"], f["severity"], f["file"], f["name"]) for f in findings} == effective
+    assert {(f["rule"], f["default"]) for f in findings} == {(r, s) for r, s, _, _ in kept}
+    table = cli(tree, "plan", "govbad").stdout
+    assert "warning [ttl] feature_repo/govbad/govbad_definitions.py (forever)" in table
+    assert "(tenant.yaml lint; error by default)" in table
+    assert "[source-path]" not in table
+
+
+STOCK_LIKE = """\
+from datetime import timedelta
+
+from feast import Entity, FeatureView, Field
+from feast.types import Float64, Int64
+
+from featureplane import parquet_source
+
+driver = Entity(name="driver", join_keys=["driver_id"])
+driver_stats = FeatureView(
+    name="driver_stats",
+    entities=[driver],
+    ttl=timedelta(days=1),
+    schema=[Field(name="driver_id", dtype=Int64), Field(name="conv_rate", dtype=Float64)],
+    source=parquet_source("driver_events"),
+)
+"""
+
+
+def test_a_repo_without_descriptions_or_owners_passes_with_default_warning(
+    platform: Platform,
+) -> None:
+    """What `feast init` style repos need: `lint: {default: warning}` (and nothing else)."""
+    modules = {"govstock_repo.py": STOCK_LIKE}
+    strict = cli(platform.tree("stock-strict", "govstock", modules), "plan", "govstock")
+    assert strict.returncode == 1
+    assert "lint error(s)" in strict.stderr
+    lenient = "lint: {default: warning}\n"
+    tree = platform.tree("stock-lenient", "govstock", modules, lenient)
+    proc = cli(tree, "plan", "govstock", "--json")
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads(proc.stdout)
+    assert document["passed"] is True
+    assert {(f["rule"], f["severity"], f["default"]) for f in document["lint"]} == {
+        ("description", "warning", "error"),
+        ("owner", "warning", "error"),
+        ("entity-owner", "warning", "warning"),
+        ("feature-doc", "warning", "warning"),
+    }
+
+
 @pytest.mark.parametrize("tenant", ["fraud", "pricing", "recsys"])
 def test_sample_tenants_lint_clean(tenant: str, tmp_path: Path) -> None:
     settings = make_settings(tmp_path, "redis://127.0.0.1:6379/0")

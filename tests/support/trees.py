@@ -47,7 +47,8 @@ class Platform:
     root: Path
     redis_url: str
 
-    def tree(self, name: str, tenant: str, modules: dict[str, str]) -> Tree:
+    def tree(self, name: str, tenant: str, modules: dict[str, str], tenant_yaml: str = "") -> Tree:
+        """The tenant's repo holding ``modules``; ``tenant_yaml`` is appended to its tenant.yaml."""
         root = self.root / name
         repo = root / "feature_repo" / tenant
         repo.mkdir(parents=True)
@@ -56,7 +57,7 @@ class Platform:
             (repo / file).write_text(text)
         (root / "tenants" / tenant).mkdir(parents=True)
         (root / "tenants" / tenant / "tenant.yaml").write_text(
-            TENANT_YAML.format(tenant=tenant, owner=OWNER)
+            TENANT_YAML.format(tenant=tenant, owner=OWNER) + tenant_yaml
         )
         settings = make_settings(
             self.root / "data", self.redis_url, registry=str(self.root / "registry.db")

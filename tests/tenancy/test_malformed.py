@@ -104,6 +104,13 @@ SPECS: list[tuple[str, str, Edit, str, str]] = [
      "sharing.0", "at least one feature view"),
     ("bad quality policy", "pricing", _sub("  product_price: strict", "  product_price: maybe"),
      "quality.product_price", "'strict' or 'warn'"),
+    ("unknown lint rule", "pricing", _sub("\nquality:", "\nlint: {ownr: off}\nquality:"),
+     "lint", "'ownr' is not a lint rule (rules: description, entity-owner"),
+    ("bad lint level", "pricing", _sub("\nquality:", "\nlint: {owner: never}\nquality:"),
+     "lint.owner", "'error', 'warning' or 'off'"),
+    ("feast's rule is not the tenant's", "pricing",
+     _sub("\nquality:", "\nlint: {feast: off}\nquality:"),
+     "lint", "'feast' is not a lint rule"),
 ]  # fmt: skip
 
 

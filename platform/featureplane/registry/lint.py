@@ -1,6 +1,8 @@
 """Lint of a tenant's Feast repo, run by `featureplane plan` and `featureplane apply`.
 
 Errors block the gate; warnings are printed. Every finding names the file and the object.
+The levels below are the platform's; a tenant sets its own in tenant.yaml (``lint:``, a
+``default`` and one entry per rule: ``error``, ``warning`` or ``off``), except for ``feast``.
 
 =================  =======  ==========================================================
 rule               level    what
@@ -33,7 +35,7 @@ import importlib.metadata
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -53,11 +55,12 @@ _NAMESPACES = {"feature_service": "feature service", "data_source": "data source
 @dataclass(frozen=True)
 class Finding:
     rule: str
-    severity: Severity
+    severity: Severity  # effective: the tenant's (tenant.yaml `lint:`), else the platform's
     file: str
     object_type: str | None
     name: str | None
     message: str  # names the file and the object
+    default: Severity | None = None  # the platform's severity, once the tenant's is applied
 
 
 def lint_repo(settings: Settings, spec: TenantSpec, plan: FeastPlan) -> list[Finding]:
@@ -72,7 +75,12 @@ def lint_repo(settings: Settings, spec: TenantSpec, plan: FeastPlan) -> list[Fin
         where = display(repo)
         message = f"{where}: Feast refused the repo: {plan.error}"
         findings.append(Finding("feast", "error", where, None, None, message))
-    return sorted(findings, key=lambda f: f.severity != "error")  # errors first, else stable
+    effective = []
+    for finding in findings:  # the tenant's severities (tenant.yaml `lint:`)
+        level = spec.lint.level(finding.rule, finding.severity)
+        if level != "off":
+            effective.append(replace(finding, severity=level, default=finding.severity))
+    return sorted(effective, key=lambda f: f.severity != "error")  # errors first, else stable
 
 
 def display(path: Path) -> str:

@@ -3,7 +3,8 @@
 The JSON document is `featureplane plan --json` (schema in docs/ci.md):
 ``{"tenant", "project", "changes": [{"kind", "object_type", "name", "field", "before", "after",
 "classification", "reason"}], "breaking", "lint": [{"rule", "severity", "file", "object_type",
-"name", "message"}], "allow_breaking", "passed"}``.
+"name", "message", "default"}], "allow_breaking", "passed"}`` (a finding's ``severity`` is the
+effective one, after tenant.yaml ``lint:``; ``default`` is the platform's).
 """
 
 from __future__ import annotations
@@ -71,9 +72,11 @@ def print_report(console: Console, result: GateResult) -> None:
     else:
         console.print(f"{title}: no changes to the registry")
     for finding in plan.lint:
+        changed = finding.default not in (None, finding.severity)
+        by_tenant = f" (tenant.yaml lint; {finding.default} by default)" if changed else ""
         console.print(
             f"{_SEVERITY[finding.severity]} {escape(f'[{finding.rule}]')} "
-            f"{escape(finding.message)}",
+            f"{escape(finding.message)}{escape(by_tenant)}",
             highlight=False,
             soft_wrap=True,
         )

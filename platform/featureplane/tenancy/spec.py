@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 # A tenant name doubles as a Kubernetes namespace suffix and a Feast project name.
 TENANT_NAME_PATTERN = r"^[a-z][a-z0-9]{1,30}$"
@@ -125,6 +125,69 @@ class Quality(BaseModel):
         return self.views.get(feature_view, self.default)
 
 
+def _yaml_off(value: object) -> object:
+    # PyYAML reads an unquoted `off` (YAML 1.1) as false: both mean off.
+    return "off" if value is False else value
+
+
+# Lint (`featureplane plan`): an error blocks the gate, a warning is printed, off is not reported.
+LintLevel = Annotated[Literal["error", "warning", "off"], BeforeValidator(_yaml_off)]
+# The rules of featureplane.registry.lint a tenant may set; `feast` (Feast itself refusing the
+# repo) is not among them: nothing could be applied anyway.
+LINT_RULES = (
+    "description",
+    "entity-owner",
+    "entity-ref",
+    "feature-doc",
+    "module-name",
+    "owner",
+    "service-doc",
+    "source-path",
+    "ttl",
+    "unique-name",
+)
+
+
+class Lint(BaseModel):
+    """How strict lint of the tenant's repo is: ``default`` for every rule, and one entry per
+    rule name (``error`` blocks `plan` and `apply`, ``warning`` is printed, ``off`` is not
+    reported). Unset: each rule's platform severity (docs/governance.md)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        frozen=True,
+        json_schema_extra={
+            "propertyNames": {"enum": ["default", *LINT_RULES]},
+            "additionalProperties": {"enum": ["error", "warning", "off"]},
+        },
+    )
+    # Every other key is a rule name; its value, that rule's severity.
+    __pydantic_extra__: dict[str, LintLevel] = Field(init=False)
+
+    default: LintLevel | None = Field(
+        default=None,
+        description="Severity of the rules not listed. Unset: each rule's platform severity.",
+    )
+
+    @model_validator(mode="after")
+    def _keys_are_rules(self) -> Lint:
+        for name in self.rules:
+            if name not in LINT_RULES:
+                raise ValueError(f"{name!r} is not a lint rule (rules: {', '.join(LINT_RULES)})")
+        return self
+
+    @property
+    def rules(self) -> dict[str, LintLevel]:
+        """The per-rule overrides."""
+        return dict(self.model_extra or {})
+
+    def level(self, rule: str, platform: LintLevel) -> LintLevel:
+        """The effective severity of ``rule``: its entry, else ``default``, else ``platform``."""
+        if rule not in LINT_RULES:
+            return platform
+        return self.rules.get(rule) or self.default or platform
+
+
 DriftStatistic = Literal["psi", "ks"]
 FeatureName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")]
 
@@ -187,6 +250,7 @@ class TenantSpec(_Strict):
     sharing: list[Grant] = Field(default_factory=list)
     quality: Quality = Quality()
     drift: Drift = Drift()
+    lint: Lint = Lint()
 
     @property
     def feast_project(self) -> str:
