@@ -13,6 +13,7 @@ import redis
 from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.feast_config import feature_store
 from featureplane.materialize import runner
+from featureplane.materialize.filesource import event_times
 from featureplane.materialize.runner import materialize_tenant
 from featureplane.offline import read_parts, write_part
 from featureplane.online.clients import redis_client
@@ -49,15 +50,15 @@ def test_first_run_loads_everything_then_runs_incrementally(
     scans: list[Path] = []
     clients: list[Settings] = []
 
-    def counted_scan(path: Path, columns: list[str] | None = None) -> pa.Table | None:
+    def counted_scan(path: Path, ts_field: str) -> pa.ChunkedArray | None:
         scans.append(path)
-        return read_parts(path, columns)
+        return event_times(path, ts_field)
 
     def counted_client(settings: Settings) -> redis.Redis:
         clients.append(settings)
         return redis_client(settings)
 
-    monkeypatch.setattr(runner, "read_parts", counted_scan)
+    monkeypatch.setattr(runner, "event_times", counted_scan)
     monkeypatch.setattr(runner, "redis_client", counted_client)
     report = materialize_tenant(settings, spec)
     monkeypatch.undo()

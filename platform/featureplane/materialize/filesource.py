@@ -42,24 +42,46 @@ class Columns:
     created: str | None
 
 
-def local_parquet_path(source: Any, repo_path: Path | str | None) -> str | None:
-    """The local Parquet file or folder behind a Feast FileSource, or None for anything this
-    reader does not handle (another source type or format, a remote URI, Delta tables)."""
+def parquet_path(source: Any, repo_path: Path | str | None) -> Path:
+    """The local Parquet file or folder behind a Feast FileSource, resolved as Feast resolves
+    it (a relative path against the repo). :class:`ValueError` says why when there is none: not
+    a FileSource, another format, a remote URI."""
     from feast.data_format import ParquetFormat
     from feast.infra.offline_stores.file_source import FileSource
 
     if not isinstance(source, FileSource):
-        return None
+        raise ValueError(f"its batch source {source.name!r} is a {type(source).__name__}")
     file_format = source.file_options.file_format
     if file_format is not None and not isinstance(file_format, ParquetFormat):
-        return None
+        raise ValueError(f"its batch source {source.name!r} is not Parquet ({file_format})")
     uri = FileSource.get_uri_for_file_path(repo_path=repo_path, uri=source.file_options.uri)
     parsed = urlparse(uri)
     if parsed.scheme == "file":
         uri = parsed.path
     elif parsed.scheme:
+        raise ValueError(f"its batch source {source.name!r} reads {uri}, not a local path")
+    return Path(uri)
+
+
+def local_parquet_path(source: Any, repo_path: Path | str | None) -> str | None:
+    """:func:`parquet_path` when it exists, else None (this reader does not handle it: the
+    offline store does)."""
+    try:
+        path = parquet_path(source, repo_path)
+    except ValueError:
         return None
-    return uri if Path(uri).exists() else None
+    return str(path) if path.exists() else None
+
+
+def event_times(path: Path, ts_field: str) -> pa.ChunkedArray | None:
+    """Every event time of a Parquet file or folder (read as Feast and :class:`LatestRows`
+    read it: hidden and ``_`` files skipped), or None when there is nothing there."""
+    if not path.exists():
+        return None
+    dataset = ds.dataset(str(path), format="parquet")
+    if not dataset.files:
+        return None
+    return dataset.to_table(columns=[ts_field]).column(ts_field)
 
 
 def _bound(moment: datetime, kind: pa.TimestampType, upper: bool) -> pa.Scalar:

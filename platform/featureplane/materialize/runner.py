@@ -44,12 +44,13 @@ import pyarrow.compute as pc
 from featureplane.errors import MaterializationError
 from featureplane.feast_config import feature_store
 from featureplane.ingest.landing import SourceIngest, clear_pending, ingest_source, state_dir, utc
+from featureplane.materialize.filesource import event_times, parquet_path
 from featureplane.observability import runs
-from featureplane.offline import read_parts
 from featureplane.online.clients import redis_client
 from featureplane.quality.checker import BatchChecker, Verdict
 from featureplane.quality.drift import DriftMonitor, DriftScore
 from featureplane.settings import Settings
+from featureplane.sources import offline_dir
 from featureplane.tenancy.spec import TenantSpec
 
 if TYPE_CHECKING:
@@ -119,8 +120,7 @@ class OfflineTimes:
     while views materialize): the bounds of incremental windows and each window's row count."""
 
     def __init__(self, path: Path, ts_field: str) -> None:
-        table = read_parts(path, columns=[ts_field])
-        self.column = None if table is None else table.column(ts_field)
+        self.column = event_times(path, ts_field)
 
     def earliest(self) -> datetime | None:
         if self.column is None or len(self.column) == 0:
@@ -148,7 +148,7 @@ class OfflineTimes:
 
 def _window(
     fv: FeatureView,
-    ingest: SourceIngest,
+    pending: datetime | None,
     times: OfflineTimes,
     start: datetime | None,
     end: datetime | None,
@@ -160,7 +160,7 @@ def _window(
         end = max(now, latest + timedelta(microseconds=1)) if latest else now
     if start is None:
         intervals = fv.materialization_intervals
-        candidates = [ingest.earliest] if ingest.earliest else []
+        candidates = [pending] if pending else []
         if intervals:
             candidates.append(utc(intervals[-1][1]))
         else:
@@ -174,6 +174,32 @@ def _window(
     if start >= end:
         return None
     return start, end
+
+
+def _source_paths(
+    settings: Settings, spec: TenantSpec, views: list[FeatureView]
+) -> dict[str, Path]:
+    """Each view's batch source as a local Parquet file or folder, resolved as Feast resolves
+    it (a relative path against the tenant's repo). A view whose source is anything else, or
+    a file that is not there, fails the run before anything is written, naming the view."""
+    repo = settings.feature_repo_path / spec.name
+    offline = offline_dir(settings.data_path, spec.feast_project, "").resolve()
+    paths = {}
+    for fv in views:
+        try:
+            path = parquet_path(fv.batch_source, repo).resolve()
+        except ValueError as exc:
+            raise MaterializationError(
+                f"{spec.name}/{fv.name}: cannot be materialized: {exc}; featureplane "
+                "materializes feature views whose batch source is a local Parquet FileSource"
+            ) from None
+        if not path.exists() and not path.is_relative_to(offline):
+            raise MaterializationError(
+                f"{spec.name}/{fv.name}: cannot be materialized: its batch source "
+                f"{fv.batch_source.name!r} reads {path}, which does not exist"
+            )
+        paths[fv.batch_source.name] = path
+    return paths
 
 
 def materialize_tenant(
@@ -206,30 +232,35 @@ def _materialize(
             f"project {spec.feast_project!r} has no online feature views: "
             f"run `featureplane apply {spec.name}` first"
         )
+    paths = _source_paths(settings, spec, views)  # every view materializable, or nothing done
     with redis_client(settings) as control:
         # Suites are read and built before anything is written: a malformed one stops the run.
         checker = BatchChecker.load(settings, spec, store.list_feature_views(), control)
         drift = DriftMonitor.load(spec, views, control)
         for fv in views:
             source = fv.batch_source
-            if source.name not in report.ingested:
+            landed = offline_dir(settings.data_path, spec.feast_project, source.name)
+            if source.name not in report.ingested and paths[source.name] == landed.resolve():
                 say(f"ingest {source.name}")
                 report.ingested[source.name] = ingest_source(
                     settings,
                     spec.feast_project,
                     source.name,
-                    Path(source.path),
+                    paths[source.name],
                     source.timestamp_field,
                     checker,
                     drift,
                 )
+            # Any other source is read where it is: nothing lands for it.
         drift.record(control)  # the batches are offline already, whatever happens online
         times: dict[str, OfflineTimes] = {}
         for fv in views:
             source = fv.batch_source
             if source.name not in times:
-                times[source.name] = OfflineTimes(Path(source.path), source.timestamp_field)
-            window = _window(fv, report.ingested[source.name], times[source.name], start, end)
+                times[source.name] = OfflineTimes(paths[source.name], source.timestamp_field)
+            ingest = report.ingested.get(source.name)
+            pending = ingest.earliest if ingest else None
+            window = _window(fv, pending, times[source.name], start, end)
             if window is None:
                 say(f"{fv.name}: nothing new")
                 continue
