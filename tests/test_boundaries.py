@@ -36,6 +36,7 @@ FLOORS: dict[str, int] = {
     "registry": 4,
     "quality": 4,
     "cost": 4,
+    "transform": 4,
     "ingest": 5,
     "gateway": 5,
     "dashboards": 5,
@@ -58,6 +59,9 @@ FORBIDDEN: list[tuple[str, str, str]] = [
     ("featureplane.observability", "featureplane.cost", "runtime telemetry stands alone"),
     ("featureplane.online", "featureplane.tenancy", "the store format knows no tenants"),
     ("featureplane.online", "featureplane.feast_config", "the store format knows no tenants"),
+    ("featureplane.transform", "featureplane.settings", "tenant code never sees platform config"),
+    ("featureplane.transform", "featureplane.online", "tenant code never reaches the store"),
+    ("featureplane.transform", "featureplane.feast_config", "tenant code never sees the registry"),
 ]
 
 

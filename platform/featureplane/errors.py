@@ -19,7 +19,11 @@
         ├── BadRequestError           400: malformed request, unknown feature or entity
         ├── UnsupportedMediaTypeError 415: a body that is not JSON by its Content-Type
         ├── InvalidRequestError       422: JSON, but not the request's shape
-        └── StoreUnavailableError     503: the online store did not answer
+        ├── StoreUnavailableError     503: the online store did not answer
+        └── TransformError            a tenant's on-demand transformation failed (names the view)
+            ├── TransformFailedError  500: it raised, ran out of memory, or its worker exited
+            ├── TransformBusyError    503: no worker free in time, or the queue is full
+            └── TransformTimeoutError 504: over the tenant's per-call time limit
 
 Every ``GatewayError`` renders as ``{"error": {"code": ..., "message": ...}}``.
 """
@@ -165,3 +169,27 @@ class PayloadTooLargeError(QuotaError):
 
     status_code = 413
     code = "payload_too_large"
+
+
+class TransformError(GatewayError):
+    """A tenant's on-demand transformation did not answer; the message names the view."""
+
+
+class TransformFailedError(TransformError):
+    status_code = 500
+    code = "transform_failed"
+
+
+class TransformBusyError(TransformError):
+    """503: every worker of the tenant is busy (or restarting) and the wait or queue is full."""
+
+    status_code = 503
+    code = "transform_busy"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
+
+
+class TransformTimeoutError(TransformError):
+    status_code = 504
+    code = "transform_timeout"

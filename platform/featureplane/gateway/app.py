@@ -48,6 +48,8 @@ from featureplane.online.clients import async_redis_client, shared_connection
 from featureplane.online.cluster import ClusterConnection
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
+from featureplane.transform.pool import Limits, TenantTransforms, TransformSupervisor
+from featureplane.transform.protocol import WorkerLoad
 
 if TYPE_CHECKING:
     from feast.infra.registry.base_registry import BaseRegistry
@@ -58,6 +60,37 @@ log = logging.getLogger("featureplane.gateway")
 
 def _load_plans(settings: Settings, registry: BaseRegistry) -> ReadPlans:
     return ReadPlans.load(TenantCatalog.load(settings.tenants_path), registry)
+
+
+def transform_loads(settings: Settings, plans: ReadPlans) -> dict[str, tuple[WorkerLoad, Limits]]:
+    """What each tenant's transform workers load: the on-demand views the gateway serves."""
+    wanted = {}
+    for spec in plans.tenants.values():
+        project = plans.projects.get(spec.feast_project)
+        views = [v for v in project.on_demand.values() if not v.refused] if project else []
+        if not views:
+            continue
+        repo = settings.feature_repo_path / spec.name
+        load = WorkerLoad(spec.feast_project, str(repo), tuple(v.proto for v in views))
+        t = spec.transforms
+        wanted[spec.name] = (load, Limits(t.workers, t.memory_mb, t.timeout_ms / 1000, t.queue))
+    return wanted
+
+
+def _sync_transforms(state: GatewayState) -> None:
+    """Workers for the current plans; pools that were replaced close once their calls are done."""
+    for pool in state.transforms.sync(transform_loads(state.settings, state.plans)):
+        closing = asyncio.create_task(_close_later(pool, pool.limits.timeout_seconds + 1))
+        _closing.add(closing)
+        closing.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+async def _close_later(pool: TenantTransforms, delay: float) -> None:
+    await asyncio.sleep(delay)
+    await pool.aclose()
 
 
 def _service_accounts(settings: Settings, state: GatewayState) -> ServiceAccountTokens:
@@ -86,6 +119,7 @@ async def _refresh_forever(state: GatewayState, registry: BaseRegistry) -> None:
         await asyncio.sleep(state.settings.registry_refresh_seconds)
         try:
             state.plans = await asyncio.to_thread(_load_plans, state.settings, registry)
+            _sync_transforms(state)
         except Exception as exc:  # keep serving the last good snapshot whatever went wrong
             if state.registry_error is None:
                 log.error(
@@ -179,7 +213,9 @@ def create_app(
             quotas=quota_store,
             control=control,
             cost=cost,
+            transforms=TransformSupervisor(),
         )
+        _sync_transforms(state)
         if settings.kubernetes_auth:
             state.authenticator = Authenticator(tokens, _service_accounts(settings, state))
         app.state.gateway = state
@@ -197,6 +233,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             metrics.flush()
+            await state.transforms.aclose()
             await connection.aclose()
             await control.aclose()
             await cost.aclose()

@@ -68,7 +68,9 @@ _ERRORS = {
         415: "A Content-Type that is not JSON (none at all is read as JSON, as Feast does).",
         422: "JSON, but not a get-online-features request.",
         429: "Rate or concurrency quota spent; see Retry-After.",
-        503: "The online store is unavailable.",
+        500: "An on-demand feature view raised, ran out of memory or its worker exited.",
+        503: "The online store is unavailable, or every transform worker of the tenant is busy.",
+        504: "An on-demand feature view did not answer within the tenant's time limit.",
     }.items()
 }
 
@@ -279,7 +281,11 @@ class FeaturesEndpoint:
             if identity.recheck is not None:
                 state.authenticator.confirm(identity, replies[0])
                 replies = replies[1:]
-            payload = prepared.answer(replies)
+            computed = []
+            for computation in prepared.computations(replies) if prepared.transforms else ():
+                with span("transform", project=computation.project):
+                    computed.append((computation, await state.compute(computation)))
+            payload = prepared.answer(replies, computed)
         finally:
             inflight.dec()
             await state.quotas.release(lease)

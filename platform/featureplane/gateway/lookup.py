@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from featureplane.errors import BadRequestError
-from featureplane.gateway.plans import ReadPlans, ViewRead
+from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
+
+from featureplane.errors import BadRequestError, TransformFailedError
+from featureplane.gateway.plans import ReadPlans, TransformRead, ViewRead
 from featureplane.gateway.quotas import too_large
 from featureplane.gateway.reader import HashRead
 from featureplane.online import codec
 from featureplane.tenancy.spec import TenantSpec
+from featureplane.transform.protocol import Column, TransformCall
 
 PRESENT, NULL_VALUE, NOT_FOUND = "PRESENT", "NULL_VALUE", "NOT_FOUND"
 
@@ -34,7 +37,7 @@ class FeatureRequest(NamedTuple):
     full_feature_names: bool = False
 
 
-def _output_names(reads: Sequence[ViewRead], full_feature_names: bool) -> list[str]:
+def _output_names(reads: Sequence[ViewRead | TransformRead], full_feature_names: bool) -> list[str]:
     names = [f"{r.prefix}__{f}" if full_feature_names else f for r in reads for f in r.features]
     if len(set(names)) == len(names):
         return names
@@ -48,9 +51,14 @@ def _output_names(reads: Sequence[ViewRead], full_feature_names: bool) -> list[s
 
 
 def _entity_columns(
-    reads: Sequence[ViewRead], entities: dict[str, list[Any]], tenant: TenantSpec
+    reads: Sequence[ViewRead],
+    entities: dict[str, list[Any]],
+    tenant: TenantSpec,
+    request_fields: Sequence[str] = (),
 ) -> tuple[list[str], int, dict[str, list[Any]], dict[str, list[bytes]]]:
-    """Join keys in request order, the row count, echoed values and key bytes per join key."""
+    """Join keys in request order, the row count, echoed values and key bytes per join key.
+    ``request_fields`` (of on-demand views) count as columns too: they must be present and as
+    long as the rest."""
     types: dict[str, int] = {}
     needed_by: dict[str, str] = {}
     for r in reads:
@@ -62,10 +70,17 @@ def _entity_columns(
         detail = ", ".join(f"{k!r} (feature view {needed_by[k]!r})" for k in missing)
         got = ", ".join(repr(k) for k in entities) or "none"
         raise BadRequestError(f"missing join key values for {detail}; the request has {got}")
+    absent = [f for f in request_fields if f not in entities]
+    if absent:
+        raise BadRequestError(
+            f"missing request data {', '.join(map(repr, absent))} in 'entities' (on-demand "
+            "feature views need it)"
+        )
     join_keys = [k for k in entities if k in needed_by]
-    lengths = {len(entities[k]) for k in join_keys}
+    columns = join_keys + [f for f in request_fields if f not in needed_by]
+    lengths = {len(entities[k]) for k in columns}
     if len(lengths) != 1:
-        sizes = ", ".join(f"{k}={len(entities[k])}" for k in join_keys)
+        sizes = ", ".join(f"{k}={len(entities[k])}" for k in columns)
         raise BadRequestError(f"every join key needs the same number of values ({sizes})")
     rows = lengths.pop()
     if rows == 0:
@@ -88,18 +103,74 @@ def _entity_columns(
 
 
 @dataclass(frozen=True)
+class Computation:
+    """On-demand feature views of one project to compute for a request, by its owner's workers."""
+
+    project: str
+    call: TransformCall
+    expected: frozenset[str]  # the output names the answer may contain
+    label: str  # names the views, for errors
+
+
+@dataclass(frozen=True)
 class PreparedLookup:
     """A validated request: the reads to send, and how to turn their replies into the answer."""
 
     commands: list[HashRead]
-    reads: Sequence[ViewRead]
+    reads: Sequence[ViewRead]  # answered first, then the inputs of on-demand views
+    answered: int  # how many of ``reads`` the answer shows
     slots: list[list[int]]  # per read: the command index of each entity row
     names: list[str]
     join_keys: list[str]
     echoed: dict[str, list[Any]]
     rows: int
+    transforms: Sequence[TransformRead] = ()
+    request_data: dict[str, list[Any]] = field(default_factory=dict)
+    key_types: dict[str, int] = field(default_factory=dict)
+    full_feature_names: bool = False
 
-    def answer(self, replies: Sequence[Sequence[bytes | None]]) -> dict[str, Any]:
+    def computations(self, replies: Sequence[Sequence[bytes | None]]) -> list[Computation]:
+        """The transform calls of this request, one per project, with the stored inputs (as
+        Feast would have them in its response before transforming) taken from ``replies``."""
+        by_project: dict[str, list[tuple[TransformRead, list[Column]]]] = {}
+        inputs = iter(zip(self.reads[self.answered :], self.slots[self.answered :], strict=True))
+        for t in self.transforms:
+            columns = []
+            for _ in t.plan.sources:
+                r, row_slots = next(inputs)
+                for j, feature in enumerate(r.features):
+                    name = f"{r.prefix}__{feature}" if self.full_feature_names else feature
+                    values = [replies[slot][j] for slot in row_slots]
+                    columns.append(Column(name, "feature", values, 0))
+            by_project.setdefault(t.plan.project, []).append((t, columns))
+        computations = []
+        for project, parts in by_project.items():
+            columns = [
+                Column(k, "value", self.echoed[k], self.key_types[k]) for k in self.join_keys
+            ]
+            fields = {f for t, _ in parts for f in t.plan.request_fields}
+            columns += [
+                Column(f, "value", v, 0) for f, v in self.request_data.items() if f in fields
+            ]
+            seen = {c.name for c in columns}
+            for _, features in parts:
+                for column in features:
+                    if column.name not in seen:
+                        seen.add(column.name)
+                        columns.append(column)
+            views = tuple(t.plan.name for t, _ in parts)
+            refs = tuple(f"{t.plan.name}:{f}" for t, _ in parts for f in t.features)
+            call = TransformCall(views, refs, self.full_feature_names, tuple(columns))
+            expected = frozenset(_output_names([t for t, _ in parts], self.full_feature_names))
+            label = ", ".join(f"on-demand feature view {v!r}" for v in views)
+            computations.append(Computation(project, call, expected, label))
+        return computations
+
+    def answer(
+        self,
+        replies: Sequence[Sequence[bytes | None]],
+        computed: Sequence[tuple[Computation, GetOnlineFeaturesResponse]] = (),
+    ) -> dict[str, Any]:
         rows = self.rows
         results: list[dict[str, Any]] = [
             {
@@ -109,7 +180,8 @@ class PreparedLookup:
             }
             for k in self.join_keys
         ]
-        for r, row_slots in zip(self.reads, self.slots, strict=True):
+        reads = zip(self.reads[: self.answered], self.slots[: self.answered], strict=True)
+        for r, row_slots in reads:
             n = len(r.features)
             hashes = [replies[slot] for slot in row_slots]
             # A row is found when the view's event time is stored; its values may be null.
@@ -131,7 +203,39 @@ class PreparedLookup:
                         for v, f in zip(values, found, strict=True)
                     ]
                 results.append({"values": values, "statuses": statuses, "event_timestamps": stamps})
-        return {"metadata": {"feature_names": self.join_keys + self.names}, "results": results}
+        names = self.names[: sum(len(r.features) for r in self.reads[: self.answered])]
+        for computation, response in computed:
+            names += _computed(computation, response, rows, results)
+        return {"metadata": {"feature_names": self.join_keys + names}, "results": results}
+
+
+def _computed(
+    computation: Computation,
+    response: GetOnlineFeaturesResponse,
+    rows: int,
+    results: list[dict[str, Any]],
+) -> list[str]:
+    """Adds a worker's answer to ``results``, in Feast's order (the UDF's), after checking it:
+    a worker runs tenant code, so its answer is data to verify, not to trust."""
+    names = list(response.metadata.feature_names.val)
+    wrong = [n for n in names if n not in computation.expected]
+    if wrong or len(set(names)) != len(names) or len(response.results) != len(names):
+        raise TransformFailedError(
+            f"{computation.label}: the transformation answered features that were not "
+            f"requested ({', '.join(map(repr, wrong)) or 'duplicates'})"
+        )
+    for vector in response.results:
+        if len(vector.values) != rows:
+            raise TransformFailedError(
+                f"{computation.label}: the transformation answered {len(vector.values)} rows "
+                f"for {rows} entity rows"
+            )
+        values = [codec.native(v) for v in vector.values]
+        statuses = [NULL_VALUE if v is None else PRESENT for v in values]
+        results.append(
+            {"values": values, "statuses": statuses, "event_timestamps": [codec.EPOCH] * rows}
+        )
+    return names
 
 
 def prepare(plans: ReadPlans, tenant: TenantSpec, request: FeatureRequest) -> PreparedLookup:
@@ -142,8 +246,9 @@ def prepare(plans: ReadPlans, tenant: TenantSpec, request: FeatureRequest) -> Pr
             tenant.name, "max_features_per_request", limit,
             f"{len(request.features)} features; the limit is {limit}",
         )  # fmt: skip
-    reads = plans.resolve(tenant, request.features, request.feature_service, request.project)
-    requested = sum(len(r.features) for r in reads)
+    resolution = plans.resolve(tenant, request.features, request.feature_service, request.project)
+    answered: list[ViewRead | TransformRead] = [*resolution.reads, *resolution.transforms]
+    requested = sum(len(r.features) for r in answered)
     if requested > limit:  # a feature service can name more than the limit
         raise too_large(
             tenant.name,
@@ -151,8 +256,12 @@ def prepare(plans: ReadPlans, tenant: TenantSpec, request: FeatureRequest) -> Pr
             limit,
             f"{requested} features; the limit is {limit}",
         )
-    names = _output_names(reads, request.full_feature_names)
-    join_keys, rows, echoed, key_bytes = _entity_columns(reads, request.entities, tenant)
+    names = _output_names(answered, request.full_feature_names)
+    reads = [*resolution.reads, *resolution.inputs]
+    request_fields = [f for t in resolution.transforms for f in t.plan.request_fields]
+    join_keys, rows, echoed, key_bytes = _entity_columns(
+        reads, request.entities, tenant, request_fields
+    )
 
     # One HMGET per distinct (view, entity key), all sent in one pipeline.
     commands: list[HashRead] = []
@@ -175,4 +284,21 @@ def prepare(plans: ReadPlans, tenant: TenantSpec, request: FeatureRequest) -> Pr
                 commands.append((key, fields))
             row_slots.append(slot)
         slots.append(row_slots)
-    return PreparedLookup(commands, reads, slots, names, join_keys, echoed, rows)
+    if not resolution.transforms:
+        return PreparedLookup(commands, reads, len(reads), slots, names, join_keys, echoed, rows)
+    key_types = {k: t for r in reads for k, t in r.plan.key_types.items()}
+    request_data = {k: v for k, v in request.entities.items() if k in request_fields}
+    return PreparedLookup(
+        commands,
+        reads,
+        len(resolution.reads),
+        slots,
+        names,
+        join_keys,
+        echoed,
+        rows,
+        resolution.transforms,
+        request_data,
+        key_types,
+        request.full_feature_names,
+    )

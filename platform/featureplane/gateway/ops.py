@@ -122,8 +122,9 @@ async def ready(state: StateDep) -> JSONResponse:
       while the data they serve is fine. It is alerted on instead
       (`featureplane_registry_up`, FeatureplaneRegistryUnavailable). It clears by itself at the
       first successful refresh.
-    - `not_ready` (503): the online store does not answer (reads would be 503 anyway), or no
-      project is loaded.
+    - `not_ready` (503): the online store does not answer (reads would be 503 anyway), no
+      project is loaded, or a tenant's transform workers (on-demand feature views) have not
+      started yet; `checks.transforms` says, per tenant, `ok`, `starting` or the last failure.
 
     A gateway cannot *start* without a registry: `featureplane serve` exits 1 naming the
     registry, so a new replica never comes up serving nothing.
@@ -132,13 +133,17 @@ async def ready(state: StateDep) -> JSONResponse:
     plans = state.plans
     now = time.time()
     registry_ok, registry = registry_check(state, now)
-    checks = {
+    checks: dict[str, object] = {
         "online_store": "ok" if store_ok else "unreachable",
         "registry": registry,
         "registry_age_seconds": round(now - plans.loaded_at, 3),
         "projects": sorted(plans.projects),
     }
-    if not (store_ok and plans.projects):
+    pools = {pool.tenant: pool.status for pool in state.transforms.pools()}
+    if pools:
+        checks["transforms"] = pools
+    starting = any(status == "starting" for status in pools.values())
+    if not (store_ok and plans.projects) or starting:
         return JSONResponse({"status": "not_ready", "checks": checks}, 503)
     return JSONResponse({"status": "ready" if registry_ok else "degraded", "checks": checks}, 200)
 

@@ -37,11 +37,30 @@ class ViewPlan:
 
 
 @dataclass(frozen=True)
+class OdfvPlan:
+    """How to compute one on-demand feature view: its inputs, outputs and registry proto (which
+    only the owner's transform workers ever unpickle)."""
+
+    project: str
+    name: str
+    features: tuple[str, ...]
+    sources: tuple[tuple[str, tuple[str, ...]], ...]  # (feature view, the features it passes)
+    request_fields: tuple[str, ...]
+    proto: bytes = field(repr=False)
+    refused: str | None = None  # why the gateway does not serve it, in one line
+
+
+@dataclass(frozen=True)
 class ProjectPlan:
     project: str
     views: Mapping[str, ViewPlan]
     services: Mapping[str, tuple[tuple[str, tuple[str, ...]], ...]]
-    on_demand: frozenset[str] = frozenset()
+    on_demand: Mapping[str, OdfvPlan] = field(default_factory=dict)
+
+    def has(self, kind: str, name: str) -> bool:
+        if kind == "view":
+            return name in self.views or name in self.on_demand
+        return name in self.services
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,25 @@ class ViewRead:
     plan: ViewPlan
     features: tuple[str, ...]
     prefix: str  # what full_feature_names puts in front: the view (or projection) name
+
+
+@dataclass(frozen=True)
+class TransformRead:
+    """One on-demand feature view's part of a request."""
+
+    plan: OdfvPlan
+    features: tuple[str, ...]
+    prefix: str
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a request names: stored views to answer, on-demand views to compute, and the stored
+    views those need as input (read, passed to the transformation, not answered)."""
+
+    reads: tuple[ViewRead, ...]
+    transforms: tuple[TransformRead, ...] = ()
+    inputs: tuple[ViewRead, ...] = ()
 
 
 def _value_type(dtype: Any) -> int:
@@ -85,10 +123,50 @@ def compile_project(registry: BaseRegistry, project: str) -> ProjectPlan:
         )
         for fs in registry.list_feature_services(project, allow_cache=False)
     }
-    odfvs = frozenset(
-        v.name for v in registry.list_on_demand_feature_views(project, allow_cache=False)
-    )
+    # skip_udf: the gateway never unpickles a tenant's function (that would run its code here).
+    odfvs = {
+        v.name: _odfv_plan(project, v)
+        for v in registry.list_on_demand_feature_views(project, allow_cache=False, skip_udf=True)
+    }
     return ProjectPlan(project, views, services, odfvs)
+
+
+def _odfv_plan(project: str, odfv: Any) -> OdfvPlan:
+    sources = tuple(
+        (p.name, tuple(f.name for f in p.features))
+        for p in odfv.source_feature_view_projections.values()
+    )
+    return OdfvPlan(
+        project=project,
+        name=odfv.name,
+        features=tuple(f.name for f in odfv.features),
+        sources=sources,
+        request_fields=tuple(odfv.get_request_data_schema()),
+        proto=odfv.to_proto().SerializeToString(),
+        refused=odfv_refusal(odfv),
+    )
+
+
+def odfv_refusal(odfv: Any) -> str | None:
+    """Why featureplane does not serve ``odfv`` (an OnDemandFeatureView, UDF not loaded), if it
+    does not; `plan` prints the same line."""
+    if odfv.write_to_online_store:
+        return (
+            f"on-demand feature view {odfv.name!r} has write_to_online_store=True: featureplane "
+            "does not compute stored transformations yet"
+        )
+    if odfv.aggregations:
+        return (
+            f"on-demand feature view {odfv.name!r} has aggregations, which featureplane does "
+            "not serve"
+        )
+    for projection in odfv.source_feature_view_projections.values():
+        if projection.join_key_map or projection.name_alias:
+            return (
+                f"on-demand feature view {odfv.name!r} renames a source ({projection.name!r}), "
+                "which featureplane does not serve"
+            )
+    return None
 
 
 @dataclass(frozen=True)
@@ -98,7 +176,7 @@ class ReadPlans:
     loaded_at: float = field(default_factory=time.time)
     # Model services ask for the same features again and again: remember what each distinct
     # request shape resolved to (this snapshot only; a refresh starts a new one).
-    _resolved: dict[tuple[str, tuple[str, ...], str | None, str | None], list[ViewRead]] = field(
+    _resolved: dict[tuple[str, tuple[str, ...], str | None, str | None], Resolution] = field(
         default_factory=dict, repr=False, compare=False
     )
 
@@ -129,14 +207,13 @@ class ReadPlans:
             plan = self.projects.get(owner.feast_project)
             if plan is None:
                 continue
-            shared, present = (views, plan.views) if kind == "view" else (services, plan.services)
-            if name in shared and name in present:
+            if name in (views if kind == "view" else services) and plan.has(kind, name):
                 found.append(plan)
         return found
 
     def _foreign(self, tenant: TenantSpec, name: str, kind: str) -> bool:
         return any(
-            name in (plan.views if kind == "view" else plan.services)
+            plan.has(kind, name)
             for project, plan in self.projects.items()
             if project != tenant.feast_project
         )
@@ -148,7 +225,7 @@ class ReadPlans:
         own = self._own(tenant)
         if project is not None and project != own.project:
             return self._locate_shared(tenant, name, kind, project, label)
-        if name in (own.views if kind == "view" else own.services):
+        if own.has(kind, name):
             return own
         if project is None:
             granted = self._granted(tenant, name, kind)
@@ -162,8 +239,6 @@ class ReadPlans:
                 )
             if self._foreign(tenant, name, kind):
                 raise PermissionDeniedError(f"tenant {tenant.name!r} may not read {label} {name!r}")
-        if kind == "view" and name in own.on_demand:
-            raise BadRequestError(f"on-demand feature view {name!r} is not served by the gateway")
         raise BadRequestError(f"unknown {label} {name!r} in project {own.project!r}")
 
     def _locate_shared(
@@ -173,7 +248,7 @@ class ReadPlans:
         owner = self.tenants.by_project().get(project)
         if plan is None or owner is None:
             raise BadRequestError(f"unknown project {project!r}")
-        if name not in (plan.views if kind == "view" else plan.services):
+        if not plan.has(kind, name):
             raise BadRequestError(f"unknown {label} {name!r} in project {project!r}")
         views, services = owner.grants_to(tenant.name)
         if name not in (views if kind == "view" else services):
@@ -188,16 +263,16 @@ class ReadPlans:
         features: Sequence[str],
         service: str | None,
         project: str | None = None,
-    ) -> list[ViewRead]:
+    ) -> Resolution:
         """The views and features a request names, checked against what ``tenant`` may read."""
         key = (tenant.name, tuple(features), service, project)
-        reads = self._resolved.get(key)
-        if reads is None:
-            reads = self._resolve(tenant, features, service, project)
+        resolution = self._resolved.get(key)
+        if resolution is None:
+            resolution = self._resolve(tenant, features, service, project)
             if len(self._resolved) >= 4096:
                 self._resolved.clear()
-            self._resolved[key] = reads
-        return reads
+            self._resolved[key] = resolution
+        return resolution
 
     def _resolve(
         self,
@@ -205,35 +280,61 @@ class ReadPlans:
         features: Sequence[str],
         service: str | None,
         project: str | None,
-    ) -> list[ViewRead]:
+    ) -> Resolution:
+        named: list[tuple[ProjectPlan, str, tuple[str, ...]]] = []  # (project, view, features)
         if service:
             located = self._locate(tenant, service, "service", project)
-            reads = []
             for view_name, feats in located.services[service]:
-                plan = located.views.get(view_name)
-                if plan is None:
+                if not located.has("view", view_name):
                     raise BadRequestError(
                         f"feature service {service!r} uses {view_name!r}, which is not servable"
                     )
-                reads.append(ViewRead(plan, feats or tuple(plan.fields), view_name))
-            return reads
-        if not features:
-            raise BadRequestError("name at least one feature in 'features', or a 'feature_service'")
-        grouped: dict[str, list[str]] = {}
-        for ref in features:
-            view_name, sep, feature = ref.partition(":")
-            if not sep or not view_name or not feature or ":" in feature:
+                named.append((located, view_name, feats))
+        else:
+            if not features:
                 raise BadRequestError(
-                    f"feature reference {ref!r} is not of the form 'feature_view:feature'"
+                    "name at least one feature in 'features', or a 'feature_service'"
                 )
-            grouped.setdefault(view_name, []).append(feature)
-        reads = []
-        for view_name, requested in grouped.items():
-            plan = self._locate(tenant, view_name, "view", project).views[view_name]
-            for feature in requested:
-                if feature not in plan.fields:
+            grouped: dict[str, list[str]] = {}
+            for ref in features:
+                view_name, sep, feature = ref.partition(":")
+                if not sep or not view_name or not feature or ":" in feature:
+                    raise BadRequestError(
+                        f"feature reference {ref!r} is not of the form 'feature_view:feature'"
+                    )
+                grouped.setdefault(view_name, []).append(feature)
+            for view_name, requested in grouped.items():
+                located = self._locate(tenant, view_name, "view", project)
+                named.append((located, view_name, tuple(requested)))
+        reads: list[ViewRead] = []
+        transforms: list[TransformRead] = []
+        for located, view_name, feats in named:
+            odfv = located.on_demand.get(view_name)
+            known = odfv.features if odfv is not None else located.views[view_name].fields
+            for feature in feats:
+                if feature not in known:
                     raise BadRequestError(
                         f"unknown feature {feature!r} in feature view {view_name!r}"
                     )
-            reads.append(ViewRead(plan, tuple(requested), view_name))
-        return reads
+            if odfv is None:
+                view = located.views[view_name]
+                reads.append(ViewRead(view, feats or tuple(view.fields), view_name))
+                continue
+            if odfv.refused:
+                raise BadRequestError(odfv.refused)
+            transforms.append(TransformRead(odfv, feats or odfv.features, view_name))
+        return Resolution(tuple(reads), tuple(transforms), self._inputs(transforms))
+
+    def _inputs(self, transforms: Sequence[TransformRead]) -> tuple[ViewRead, ...]:
+        inputs: list[ViewRead] = []
+        for t in transforms:
+            views = self.projects[t.plan.project].views
+            for source, feats in t.plan.sources:
+                view = views.get(source)
+                if view is None:
+                    raise BadRequestError(
+                        f"on-demand feature view {t.plan.name!r} reads {source!r}, which is "
+                        "not served online"
+                    )
+                inputs.append(ViewRead(view, feats or tuple(view.fields), source))
+        return tuple(inputs)

@@ -81,6 +81,22 @@ QUOTA_TOKENS = Gauge(
     ["tenant"],
     multiprocess_mode="livemostrecent",
 )
+TRANSFORM_DURATION = Histogram(
+    "featureplane_transform_duration_seconds",
+    "One call to a tenant's transform worker (its on-demand feature views of one request).",
+    ["tenant"],
+    buckets=LATENCY_BUCKETS,
+)
+TRANSFORM_FAILURES = Counter(
+    "featureplane_transform_failures_total",
+    "Transform calls that did not answer: raised (or out of memory), timeout, exited, busy.",
+    ["tenant", "reason"],
+)
+TRANSFORM_RESTARTS = Counter(
+    "featureplane_transform_worker_restarts_total",
+    "Transform workers replaced after a timeout, an exit or a failed start.",
+    ["tenant"],
+)
 UNAUTHENTICATED = "-"
 
 

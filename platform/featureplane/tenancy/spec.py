@@ -188,6 +188,27 @@ class Lint(BaseModel):
         return self.rules.get(rule) or self.default or platform
 
 
+class Transforms(_Strict):
+    """The sandboxed worker processes that compute the tenant's on-demand feature views, per
+    gateway process (docs/transforms.md)."""
+
+    workers: int = Field(
+        default=1, ge=1, le=32, description="Worker processes per gateway process."
+    )
+    memory_mb: int = Field(
+        default=1024, ge=256, description="Address-space limit of each worker, in MiB."
+    )
+    timeout_ms: int = Field(
+        default=1000,
+        gt=0,
+        le=60_000,
+        description="Longest a request waits for a free worker, and then for its answer (504).",
+    )
+    queue: int = Field(
+        default=32, ge=0, description="Requests that may wait for a free worker; more get 503."
+    )
+
+
 DriftStatistic = Literal["psi", "ks"]
 FeatureName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")]
 
@@ -251,6 +272,7 @@ class TenantSpec(_Strict):
     quality: Quality = Quality()
     drift: Drift = Drift()
     lint: Lint = Lint()
+    transforms: Transforms = Transforms()
 
     @property
     def feast_project(self) -> str:

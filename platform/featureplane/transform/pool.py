@@ -1,0 +1,300 @@
+"""Supervising tenants' transform workers from a gateway process.
+
+Each gateway process owns, per tenant with on-demand feature views, ``transforms.workers``
+worker processes (:mod:`featureplane.transform.worker`) that it starts with itself, hands one
+call at a time, and replaces when one times out, exits or stops answering. A worker that fails
+again and again is restarted with exponential back-off, so a hostile tenant burns at most its
+own workers' CPU. Calls wait for a free worker at most the tenant's time limit, and at most
+``transforms.queue`` of them wait at once; past that a call is refused (503) at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
+
+from featureplane.errors import (
+    TransformBusyError,
+    TransformFailedError,
+    TransformTimeoutError,
+)
+from featureplane.observability.metrics import (
+    TRANSFORM_DURATION,
+    TRANSFORM_FAILURES,
+    TRANSFORM_RESTARTS,
+)
+from featureplane.transform.protocol import (
+    ERROR,
+    HEADER,
+    MAX_REPLY_BYTES,
+    OUTPUT,
+    READY,
+    TransformCall,
+    WorkerLoad,
+    encode_request,
+)
+
+log = logging.getLogger("featureplane.transform")
+
+START_TIMEOUT_SECONDS = 120.0  # importing Feast takes seconds; many workers start at once
+MAX_BACKOFF_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    workers: int
+    memory_mb: int
+    timeout_seconds: float
+    queue: int
+
+
+def worker_environment() -> dict[str, str]:
+    """A worker's whole environment: nothing of the gateway's (which holds the registry URL, the
+    Redis URL and the pepper), one thread per numeric library (each thread's arena counts
+    against the memory limit)."""
+    return {
+        "PATH": os.defpath,
+        "LANG": "C.UTF-8",
+        "HOME": tempfile.gettempdir(),
+        "FEAST_USAGE": "False",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+class WorkerProcess:
+    """One running worker; one call at a time."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls, load: WorkerLoad, memory_mb: int) -> WorkerProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-m", "featureplane.transform.worker", str(memory_mb),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=worker_environment(),
+            cwd=tempfile.gettempdir(),
+            start_new_session=True,
+        )  # fmt: skip
+        worker = cls(process)
+        try:
+            reply = await worker._exchange(encode_request(load), START_TIMEOUT_SECONDS)
+        except BaseException:
+            worker.kill()
+            raise
+        if reply != READY:
+            worker.kill()
+            raise TransformFailedError(_text(reply))
+        return worker
+
+    async def call(self, request: bytes, timeout: float) -> bytes:
+        return await self._exchange(request, timeout)
+
+    async def _exchange(self, request: bytes, timeout: float) -> bytes:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(request)
+        async with asyncio.timeout(timeout):
+            await self.process.stdin.drain()
+            (size,) = HEADER.unpack(await self.process.stdout.readexactly(HEADER.size))
+            if size > MAX_REPLY_BYTES:
+                raise ConnectionError(f"a reply of {size} bytes, over {MAX_REPLY_BYTES}")
+            return await self.process.stdout.readexactly(size)
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, 9)
+
+    async def exit_code(self) -> int | None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1):
+                return await self.process.wait()
+        return None
+
+
+def _text(reply: bytes) -> str:
+    body = reply[1:] if reply[:1] == ERROR else reply
+    return body.decode("utf-8", "replace")
+
+
+class TenantTransforms:
+    """One tenant's workers in this gateway process."""
+
+    def __init__(self, tenant: str, load: WorkerLoad, limits: Limits) -> None:
+        self.tenant = tenant
+        self.load = load
+        self.limits = limits
+        self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
+        self._live: set[WorkerProcess] = set()
+        self._starting: set[asyncio.Task[None]] = set()
+        self._waiting = 0
+        self._failures = 0  # consecutive, for the back-off
+        self.last_error: str | None = None
+        self._closed = False
+        self._started = False
+
+    def start(self) -> None:
+        for _ in range(self.limits.workers):
+            self._spawn(0.0)
+
+    @property
+    def status(self) -> str:
+        """``starting`` until a first worker is up, then ``ok``, or the last failure."""
+        if not self._started:
+            return self.last_error or "starting"
+        return self.last_error or "ok"
+
+    def _spawn(self, delay: float) -> None:
+        if self._closed:
+            return
+        task = asyncio.create_task(self._start_one(delay))
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    async def _start_one(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            worker = await WorkerProcess.start(self.load, self.limits.memory_mb)
+        except Exception as exc:  # a view that cannot load: retry later, report meanwhile
+            self.last_error = f"tenant {self.tenant!r}: transform worker did not start: {exc}"
+            log.error("%s", self.last_error)
+            self._replace_later()
+            return
+        if self._closed:
+            worker.kill()
+            return
+        self._live.add(worker)
+        self._idle.put_nowait(worker)
+        self._started = True
+
+    def _replace_later(self) -> None:
+        TRANSFORM_RESTARTS.labels(self.tenant).inc()
+        delay = 0.0 if self._failures == 0 else min(MAX_BACKOFF_SECONDS, 0.5 * 2**self._failures)
+        self._failures += 1
+        self._spawn(delay)
+
+    def _retire(self, worker: WorkerProcess) -> None:
+        worker.kill()
+        self._live.discard(worker)
+        self._replace_later()
+
+    async def run(self, call: TransformCall, views: str) -> GetOnlineFeaturesResponse:
+        """``call`` computed by a worker; ``views`` names the ODFVs for error messages."""
+        timeout = self.limits.timeout_seconds
+        if self._waiting >= self.limits.queue and self._idle.empty():
+            TRANSFORM_FAILURES.labels(self.tenant, "busy").inc()
+            raise TransformBusyError(
+                f"{views}: {self._waiting} calls already wait for tenant {self.tenant!r}'s "
+                f"transform workers (transforms.queue is {self.limits.queue})"
+            )
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(timeout):
+                worker = await self._idle.get()
+        except TimeoutError:
+            TRANSFORM_FAILURES.labels(self.tenant, "busy").inc()
+            detail = f"; last failure: {self.last_error}" if self.last_error else ""
+            raise TransformBusyError(
+                f"{views}: no transform worker of tenant {self.tenant!r} was free within "
+                f"{timeout:g} s{detail}"
+            ) from None
+        finally:
+            self._waiting -= 1
+        started = time.perf_counter()
+        try:
+            reply = await worker.call(encode_request(call), timeout)
+        except TimeoutError:
+            self._retire(worker)
+            self._fail("timeout", f"{views}: no answer within the {timeout:g} s limit "
+                       "(transforms.timeout_ms); the worker was replaced")  # fmt: skip
+            raise TransformTimeoutError(self.last_error or "") from None
+        except (ConnectionError, asyncio.IncompleteReadError, OSError):
+            code = await worker.exit_code()
+            self._retire(worker)
+            how = "was killed" if code is not None and code < 0 else f"exited with code {code}"
+            self._fail("exited", f"{views}: the transform worker {how}; it was replaced")
+            raise TransformFailedError(self.last_error or "") from None
+        except BaseException:  # cancelled mid-call: its reply would answer the next call
+            self._retire(worker)
+            raise
+        TRANSFORM_DURATION.labels(self.tenant).observe(time.perf_counter() - started)
+        self._idle.put_nowait(worker)
+        self._failures = 0
+        if reply[:1] == OUTPUT:
+            self.last_error = None
+            response: GetOnlineFeaturesResponse = GetOnlineFeaturesResponse.FromString(reply[1:])
+            return response
+        self._fail("raised", _text(reply))
+        raise TransformFailedError(self.last_error or "")
+
+    def _fail(self, reason: str, message: str) -> None:
+        TRANSFORM_FAILURES.labels(self.tenant, reason).inc()
+        self.last_error = f"tenant {self.tenant!r}: {message}"
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for task in list(self._starting):
+            task.cancel()
+        for worker in list(self._live):
+            worker.kill()
+        for worker in list(self._live):
+            await worker.exit_code()
+        self._live.clear()
+
+
+def fingerprint(load: WorkerLoad, limits: Limits) -> str:
+    digest = hashlib.sha256(repr((load.repo, limits)).encode())
+    for view in load.views:
+        digest.update(view)
+    return digest.hexdigest()
+
+
+class TransformSupervisor:
+    """Every tenant's workers in this gateway process, kept in step with the registry."""
+
+    def __init__(self) -> None:
+        self._pools: dict[str, tuple[str, TenantTransforms]] = {}
+
+    def sync(self, wanted: Mapping[str, tuple[WorkerLoad, Limits]]) -> list[TenantTransforms]:
+        """Start workers for tenants new in ``wanted`` or whose views or limits changed; returns
+        the pools retired (the caller closes them once their calls are done)."""
+        retired = []
+        for tenant in set(self._pools) - set(wanted):
+            retired.append(self._pools.pop(tenant)[1])
+        for tenant, (load, limits) in wanted.items():
+            mark = fingerprint(load, limits)
+            current = self._pools.get(tenant)
+            if current is not None and current[0] == mark:
+                continue
+            if current is not None:
+                retired.append(current[1])
+            pool = TenantTransforms(tenant, load, limits)
+            pool.start()
+            self._pools[tenant] = (mark, pool)
+        return retired
+
+    def get(self, tenant: str) -> TenantTransforms | None:
+        entry = self._pools.get(tenant)
+        return entry[1] if entry else None
+
+    def pools(self) -> Iterable[TenantTransforms]:
+        return (pool for _, pool in self._pools.values())
+
+    async def aclose(self) -> None:
+        for _, pool in self._pools.values():
+            await pool.aclose()
+        self._pools.clear()

@@ -1,0 +1,62 @@
+"""The wire between the gateway and a tenant's transform worker: length-prefixed frames on pipes.
+
+The gateway trusts what it sends, so a call is pickled. The worker runs tenant code, so nothing
+it sends back is ever unpickled: a reply is one tag byte, then either Feast's own
+``GetOnlineFeaturesResponse`` message (the computed feature names and values, parsed by
+protobuf) or a UTF-8 error line.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from typing import Any, NamedTuple
+
+HEADER = struct.Struct(">I")
+MAX_REPLY_BYTES = 64 * 2**20  # a worker answering more than this is broken or hostile
+
+READY, OUTPUT, ERROR = b"R", b"O", b"E"
+
+
+class Column(NamedTuple):
+    """One input column of a transformation, as Feast puts it in the response before the
+    transformation runs: a join key, a request field, or a source view's feature."""
+
+    name: str
+    kind: str  # "value" (join keys, request data: Python values) | "feature" (stored bytes)
+    values: list[Any]  # Python values, or serialized ValueProtos (None where absent)
+    value_type: (
+        int  # Feast ValueType of "value" columns (0: inferred, as Feast does for request data)
+    )
+
+
+class TransformCall(NamedTuple):
+    """On-demand feature views to compute for one request."""
+
+    views: tuple[str, ...]  # the ODFVs requested, by name
+    feature_refs: tuple[str, ...]  # "odfv:feature" for every ODFV feature requested
+    full_feature_names: bool
+    columns: tuple[Column, ...]
+
+
+class WorkerLoad(NamedTuple):
+    """What a worker loads once at start: the tenant's ODFVs as registry protos."""
+
+    project: str
+    repo: str | None  # the tenant's repo folder, for UDFs that import its modules
+    views: tuple[bytes, ...]  # serialized OnDemandFeatureViewProto
+
+
+def frame(payload: bytes) -> bytes:
+    return HEADER.pack(len(payload)) + payload
+
+
+def encode_request(message: TransformCall | WorkerLoad) -> bytes:
+    return frame(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def decode_request(payload: bytes) -> TransformCall | WorkerLoad:
+    message = pickle.loads(payload)  # from the gateway, never from a worker
+    if not isinstance(message, TransformCall | WorkerLoad):
+        raise TypeError(f"unexpected message {type(message).__name__}")
+    return message

@@ -1,0 +1,162 @@
+"""A tenant's transform worker: ``python -I -m featureplane.transform.worker <memory_mb>``.
+
+It is the only place a tenant's on-demand feature views are unpickled and run. The gateway
+starts it with an empty environment (no registry URL, Redis URL, pepper or token), and it holds
+no connection to anything: it reads calls on stdin and answers on what was stdout. Before it
+loads any tenant code it caps its own address space (``RLIMIT_AS``), turns off core dumps, asks
+to die with the gateway and lowers its CPU priority, so a runaway transformation slows its own
+tenant first. The computation is Feast's: the response Feast builds before it transforms (join
+keys, request data, the source views' stored values), then
+``_augment_response_with_on_demand_transforms`` — so values equal stock Feast's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import resource
+import signal
+import sys
+import traceback
+from typing import IO, Any
+
+from featureplane.transform.protocol import (
+    ERROR,
+    HEADER,
+    OUTPUT,
+    READY,
+    TransformCall,
+    WorkerLoad,
+    decode_request,
+    frame,
+)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _seal(memory_mb: int) -> IO[bytes]:
+    """Limits first, then the reply channel: a ``print`` in tenant code goes to stderr, never
+    into the protocol."""
+    limit = memory_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # Not Linux: no prctl; the gateway still kills its workers when it stops.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the gateway died before the request to die with it was made
+        sys.exit(0)
+    os.nice(5)
+    replies = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return replies
+
+
+def _read(stream: IO[bytes]) -> bytes | None:
+    header = stream.read(HEADER.size)
+    if len(header) < HEADER.size:
+        return None
+    (size,) = HEADER.unpack(header)
+    return stream.read(size)
+
+
+def _load(message: WorkerLoad) -> dict[str, Any]:
+    from feast.on_demand_feature_view import OnDemandFeatureView
+    from feast.protos.feast.core.OnDemandFeatureView_pb2 import OnDemandFeatureView as Proto
+
+    if message.repo and message.repo not in sys.path:
+        sys.path.append(message.repo)
+    views = {}
+    for raw in message.views:
+        proto = Proto.FromString(raw)
+        try:
+            views[proto.spec.name] = OnDemandFeatureView.from_proto(proto)
+        except Exception as exc:
+            raise RuntimeError(f"on-demand feature view {proto.spec.name!r}: {exc}") from exc
+    return views
+
+
+def _compute(views: dict[str, Any], call: TransformCall) -> bytes:
+    from feast.protos.feast.serving.ServingService_pb2 import FieldStatus, GetOnlineFeaturesResponse
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.type_map import python_values_to_proto_values
+    from feast.utils import _augment_response_with_on_demand_transforms
+    from feast.value_type import ValueType
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    response = GetOnlineFeaturesResponse(results=[])
+    epoch = Timestamp()
+    for column in call.columns:
+        if column.kind == "feature":
+            values = [Value() if v is None else Value.FromString(v) for v in column.values]
+        else:
+            values = python_values_to_proto_values(column.values, ValueType(column.value_type))
+        response.metadata.feature_names.val.append(column.name)
+        response.results.append(
+            GetOnlineFeaturesResponse.FeatureVector(
+                values=values,
+                statuses=[FieldStatus.PRESENT] * len(values),
+                event_timestamps=[epoch] * len(values),
+            )
+        )
+    inputs = len(call.columns)
+    requested = [views[name] for name in call.views]
+    _augment_response_with_on_demand_transforms(
+        response, list(call.feature_refs), requested, call.full_feature_names
+    )
+    out = GetOnlineFeaturesResponse()
+    out.metadata.feature_names.val.extend(response.metadata.feature_names.val[inputs:])
+    out.results.extend(response.results[inputs:])
+    answer: bytes = out.SerializeToString()
+    return answer
+
+
+def _failing_view(exc: BaseException) -> str | None:
+    """The ODFV Feast was computing when ``exc`` was raised (its loop variable)."""
+    for tb_frame, _ in traceback.walk_tb(exc.__traceback__):
+        if tb_frame.f_code.co_name == "_augment_response_with_on_demand_transforms":
+            name = tb_frame.f_locals.get("odfv_name")
+            return name if isinstance(name, str) else None
+    return None
+
+
+def _failure(exc: BaseException) -> bytes:
+    view = _failing_view(exc)
+    subject = f"on-demand feature view {view!r}" if view else "the transformation"
+    if isinstance(exc, MemoryError):
+        text = f"{subject} ran out of memory (the tenant's transforms.memory_mb limit)"
+    else:
+        last = traceback.extract_tb(exc.__traceback__)[-1:]
+        where = f" (line {last[0].lineno} of {last[0].name})" if last else ""
+        text = f"{subject} raised {type(exc).__name__}: {exc}{where}"
+    return ERROR + text[:1000].encode()
+
+
+def main(argv: list[str]) -> int:
+    replies = _seal(int(argv[0]))
+    stdin = sys.stdin.buffer
+    payload = _read(stdin)
+    if payload is None:
+        return 0
+    load = decode_request(payload)
+    assert isinstance(load, WorkerLoad)
+    try:
+        views = _load(load)
+    except Exception as exc:  # reported to the gateway, then exit
+        replies.write(frame(ERROR + f"cannot load: {exc}"[:1000].encode()))
+        return 1
+    replies.write(frame(READY))
+    while (payload := _read(stdin)) is not None:
+        call = decode_request(payload)
+        assert isinstance(call, TransformCall)
+        try:
+            reply = OUTPUT + _compute(views, call)
+        except Exception as exc:  # MemoryError too: the worker survives a refused allocation
+            reply = _failure(exc)
+        replies.write(frame(reply))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
