@@ -2,7 +2,9 @@
 
 from datetime import timedelta
 
-from feast import Entity, FeatureView, Field, ValueType
+import pandas as pd
+from feast import Entity, FeatureView, Field, RequestSource, ValueType
+from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Bool, Float32, Float64, Int32, Int64
 
 from featureplane import parquet_source
@@ -35,3 +37,26 @@ account_stats = FeatureView(
     owner=OWNER,
     tags={"team": "fraud"},
 )
+
+# The amount of the transaction being scored arrives with the request, not from the store.
+transaction = RequestSource(
+    name="transaction",
+    schema=[Field(name="txn_amount", dtype=Float64, description="Amount being authorized.")],
+)
+
+
+# Feast 0.67 refuses ODFV fields with a description (its inferred fields have none).
+@on_demand_feature_view(
+    sources=[account_stats, transaction],
+    schema=[
+        Field(name="amount_vs_avg", dtype=Float64),
+        Field(name="is_large", dtype=Bool),
+    ],
+    mode="pandas",
+    description="How unusual the amount being authorized is for the account.",
+    owner=OWNER,
+    tags={"team": "fraud"},
+)
+def transaction_risk(inputs: pd.DataFrame) -> pd.DataFrame:
+    ratio = inputs["txn_amount"] / inputs["txn_amount_avg_7d"]
+    return pd.DataFrame({"amount_vs_avg": ratio, "is_large": (ratio > 3).fillna(False)})

@@ -1,8 +1,10 @@
 """Pricing: store x product prices and demand (two feature views on one compound entity)."""
 
 from datetime import timedelta
+from typing import Any
 
 from feast import Entity, FeatureService, FeatureView, Field, ValueType
+from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Bool, Float32, Float64, Int64, String
 
 from featureplane import parquet_source
@@ -68,3 +70,20 @@ pricing_model_v1 = FeatureService(
     description="Inputs of the pricing model, version 1.",
     owner=OWNER,
 )
+
+
+# Feast 0.67 refuses ODFV fields with a description (its inferred fields have none).
+@on_demand_feature_view(
+    sources=[product_price],
+    schema=[Field(name="final_price", dtype=Float64)],
+    mode="python",
+    singleton=True,
+    description="What the customer pays now (one row at a time).",
+    owner=OWNER,
+    tags={"team": "pricing"},
+)
+def checkout_price(inputs: dict[str, Any]) -> dict[str, Any]:
+    price, discount = inputs["price"], inputs["discount_pct"]
+    if price is None or discount is None:
+        return {"final_price": None}
+    return {"final_price": round(price * (1 - discount / 100), 2)}

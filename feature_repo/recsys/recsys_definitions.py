@@ -1,8 +1,10 @@
 """Recsys: user profiles and user x item affinities (string ids; string and list features)."""
 
 from datetime import timedelta
+from typing import Any
 
 from feast import Entity, FeatureView, Field, ValueType
+from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Bool, Float32, Float64, Int64, String, UnixTimestamp
 
 from featureplane import parquet_source
@@ -58,3 +60,23 @@ user_item_affinity = FeatureView(
     owner=OWNER,
     tags={"team": "recsys"},
 )
+
+
+# Feast 0.67 refuses ODFV fields with a description (its inferred fields have none).
+@on_demand_feature_view(
+    sources=[user_item_affinity],
+    schema=[
+        Field(name="affinity_pct", dtype=Float64),
+        Field(name="worth_showing", dtype=Bool),
+    ],
+    mode="python",
+    description="Ranking hints derived from the affinity (a batch of rows at a time).",
+    owner=OWNER,
+    tags={"team": "recsys"},
+)
+def ranking_hints(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    pairs = zip(inputs["affinity"], inputs["clicked"], strict=True)
+    return {
+        "affinity_pct": [None if a is None else a * 100 for a in inputs["affinity"]],
+        "worth_showing": [a is not None and a > 0.5 and not c for a, c in pairs],
+    }

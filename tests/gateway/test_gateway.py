@@ -6,54 +6,20 @@ exactly what Feast's SDK (rendered as Feast's feature server renders it) answers
 
 from __future__ import annotations
 
-import random
 import time
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
 import redis
-from feast.feature_server_utils import convert_response_to_dict
 from prometheus_client.parser import text_string_to_metric_families
 
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.feast_config import feature_store
 from featureplane.online import codec
 from featureplane.tenancy.credentials import CredentialStore
-from tests.support.deployment import Deployment, feature_views
+from tests.support.deployment import Deployment, entity_rows, feast_answer, feature_views
 from tests.support.gateway import bearer, columns_by_name
-
-
-def _absent(value: Any, i: int) -> Any:
-    return 10**12 + i if isinstance(value, int) else f"absent-{i}"
-
-
-def _entity_rows(
-    deployment: Deployment, tenant: str, view: Any, n_present: int, n_absent: int
-) -> tuple[list[dict[str, Any]], list[bool]]:
-    """Random stored entity rows, some that are absent, and one duplicate; plus which are absent."""
-    table = deployment.tables[tenant][view.batch_source.name]
-    rows = table.select(view.join_keys).to_pylist()
-    rng = random.Random(f"{tenant}/{view.name}")
-    picked = [(row, False) for row in rng.sample(rows, n_present)]
-    picked += [({k: _absent(v, i) for k, v in rows[0].items()}, True) for i in range(n_absent)]
-    rng.shuffle(picked)
-    picked.append(picked[0])  # a duplicated entity is answered once per row
-    return [p[0] for p in picked], [p[1] for p in picked]
-
-
-def _sdk(
-    deployment: Deployment,
-    tenant: str,
-    features: Any,
-    rows: list[dict[str, Any]],
-    full: bool = False,
-) -> dict[str, Any]:
-    store = feature_store(deployment.settings, deployment.catalog[tenant])
-    response = store.get_online_features(
-        features=features, entity_rows=rows, full_feature_names=full
-    )
-    return cast(dict[str, Any], convert_response_to_dict(response.proto))
 
 
 def _post(http: httpx.Client, token: str, body: dict[str, Any]) -> httpx.Response:
@@ -64,19 +30,19 @@ TENANTS = ["fraud", "recsys", "pricing"]
 
 
 @pytest.mark.parametrize("tenant", TENANTS)
-def test_every_feature_view_equals_feast_sdk(
+def test_every_feature_view_equals_feastfeast_answer(
     deployment: Deployment, http: httpx.Client, tenant: str
 ) -> None:
     views = feature_views(deployment, tenant)
     assert views, f"{tenant} has no feature views"
     for view in views:
-        rows, absent = _entity_rows(deployment, tenant, view, n_present=25, n_absent=5)
+        rows, absent = entity_rows(deployment, tenant, view, n_present=25, n_absent=5)
         features = [f"{view.name}:{f.name}" for f in view.features]
         columns = {k: [r[k] for r in rows] for k in view.join_keys}
         resp = _post(http, deployment.tokens[tenant], {"features": features, "entities": columns})
         assert resp.status_code == 200, resp.text
         ours = resp.json()
-        theirs = _sdk(deployment, tenant, features, rows)
+        theirs = feast_answer(deployment, tenant, features, rows)
         assert columns_by_name(ours) == columns_by_name(theirs), view.name
         assert sorted(ours["metadata"]["feature_names"]) == sorted(
             theirs["metadata"]["feature_names"]
@@ -98,11 +64,11 @@ def test_every_feature_view_equals_feast_sdk(
                     assert (col["values"][i] is None) == (col["statuses"][i] == "NULL_VALUE")
 
 
-def test_feature_service_and_full_names_equal_feast_sdk(
+def test_feature_service_and_full_names_equal_feastfeast_answer(
     deployment: Deployment, http: httpx.Client
 ) -> None:
     view = next(v for v in feature_views(deployment, "pricing") if v.name == "product_price")
-    rows, _ = _entity_rows(deployment, "pricing", view, n_present=10, n_absent=2)
+    rows, _ = entity_rows(deployment, "pricing", view, n_present=10, n_absent=2)
     columns = {k: [r[k] for r in rows] for k in view.join_keys}
     store = feature_store(deployment.settings, deployment.catalog["pricing"])
     service = store.get_feature_service("pricing_model_v1")
@@ -118,7 +84,7 @@ def test_feature_service_and_full_names_equal_feast_sdk(
         )
         assert resp.status_code == 200, resp.text
         assert columns_by_name(resp.json()) == columns_by_name(
-            _sdk(deployment, "pricing", service, rows, full)
+            feast_answer(deployment, "pricing", service, rows, full)
         )
     names = resp.json()["metadata"]["feature_names"]
     assert "product_price__price" in names

@@ -21,7 +21,8 @@ entity-ref         error    a feature view names an entity the repo does not def
                             applies it, and every read and materialization of it then fails)
 feast              error    Feast itself refused the repo (its message)
 entity-owner       warning  an entity whose owner is missing or not a tenant owner
-feature-doc        warning  features without a description
+feature-doc        warning  features without a description (not on on-demand views: Feast
+                            refuses their fields' descriptions)
 service-doc        warning  a feature service without a description
 source-path        warning  a file source outside ``<data>/offline/<project>/`` (use
                             ``featureplane.sources.parquet_source``)
@@ -211,7 +212,8 @@ def _object_findings(
             yield finding("entity-owner", "warning", problem)
     if obj.object_type in {"feature_view", "stream_feature_view"} and _ttl_is_zero(body):
         yield finding("ttl", "error", "has no ttl: set ttl=timedelta(...) (not 0)")
-    if is_view:
+    # Not for ODFVs: Feast 0.67 refuses an ODFV whose schema fields have descriptions.
+    if is_view and obj.object_type != "on_demand_feature_view":
         join_keys = {c.get("name") for c in body.get("entity_columns", [])}
         bare = [
             f["name"]

@@ -78,6 +78,29 @@ def _load(message: WorkerLoad) -> dict[str, Any]:
 
 
 def _compute(views: dict[str, Any], call: TransformCall) -> bytes:
+    """The call's answer; a singleton ODFV row by row (Feast 0.67 computes only the first row of
+    a singleton view and answers a one-value column for any number of entity rows)."""
+    rows = len(call.columns[0].values) if call.columns else 0
+    if rows <= 1 or not any(views[name].singleton for name in call.views):
+        answer: bytes = _transform(views, call).SerializeToString()
+        return answer
+    parts = [
+        _transform(views, call._replace(columns=tuple(
+            c._replace(values=c.values[i : i + 1]) for c in call.columns
+        )))
+        for i in range(rows)
+    ]  # fmt: skip
+    merged = parts[0]
+    for part in parts[1:]:
+        for vector, more in zip(merged.results, part.results, strict=True):
+            vector.values.extend(more.values)
+            vector.statuses.extend(more.statuses)
+            vector.event_timestamps.extend(more.event_timestamps)
+    answer = merged.SerializeToString()
+    return answer
+
+
+def _transform(views: dict[str, Any], call: TransformCall) -> Any:
     from feast.protos.feast.serving.ServingService_pb2 import FieldStatus, GetOnlineFeaturesResponse
     from feast.protos.feast.types.Value_pb2 import Value
     from feast.type_map import python_values_to_proto_values
@@ -108,8 +131,7 @@ def _compute(views: dict[str, Any], call: TransformCall) -> bytes:
     out = GetOnlineFeaturesResponse()
     out.metadata.feature_names.val.extend(response.metadata.feature_names.val[inputs:])
     out.results.extend(response.results[inputs:])
-    answer: bytes = out.SerializeToString()
-    return answer
+    return out
 
 
 def _failing_view(exc: BaseException) -> str | None:
