@@ -48,7 +48,7 @@ from featureplane.online.clients import async_redis_client, shared_connection
 from featureplane.online.cluster import ClusterConnection
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
-from featureplane.transform.pool import Limits, TenantTransforms, TransformSupervisor
+from featureplane.transform.pool import Limits, TransformSupervisor
 from featureplane.transform.protocol import WorkerLoad
 
 if TYPE_CHECKING:
@@ -78,19 +78,14 @@ def transform_loads(settings: Settings, plans: ReadPlans) -> dict[str, tuple[Wor
 
 
 def _sync_transforms(state: GatewayState) -> None:
-    """Workers for the current plans; pools that were replaced close once their calls are done."""
+    """Workers for the current plans; replaced ones close once their successors are up."""
     for pool in state.transforms.sync(transform_loads(state.settings, state.plans)):
-        closing = asyncio.create_task(_close_later(pool, pool.limits.timeout_seconds + 1))
+        closing = asyncio.create_task(state.transforms.retire(pool))
         _closing.add(closing)
         closing.add_done_callback(_closing.discard)
 
 
-_closing: set[asyncio.Task[None]] = set()
-
-
-async def _close_later(pool: TenantTransforms, delay: float) -> None:
-    await asyncio.sleep(delay)
-    await pool.aclose()
+_closing: set[asyncio.Task[None]] = set()  # strong references: the loop keeps only weak ones
 
 
 def _service_accounts(settings: Settings, state: GatewayState) -> ServiceAccountTokens:

@@ -273,11 +273,13 @@ class FeaturesEndpoint:
             commands = prepared.commands
             if identity.recheck is not None:
                 commands = [identity.recheck, *commands]
-            with span("store.read", commands=len(commands)):
-                started = time.perf_counter()
-                replies = await state.reader.read(commands)
-                elapsed = time.perf_counter() - started
-                buffered_histogram(STORE_READ_DURATION, tenant.name).observe(elapsed)
+            replies: list[list[bytes | None]] = []
+            if commands:  # none when only request data feeds on-demand views
+                with span("store.read", commands=len(commands)):
+                    started = time.perf_counter()
+                    replies = await state.reader.read(commands)
+                    elapsed = time.perf_counter() - started
+                    buffered_histogram(STORE_READ_DURATION, tenant.name).observe(elapsed)
             if identity.recheck is not None:
                 state.authenticator.confirm(identity, replies[0])
                 replies = replies[1:]

@@ -142,7 +142,8 @@ def _odfv_plan(project: str, odfv: Any) -> OdfvPlan:
         features=tuple(f.name for f in odfv.features),
         sources=sources,
         request_fields=tuple(odfv.get_request_data_schema()),
-        proto=odfv.to_proto().SerializeToString(),
+        # deterministic: the bytes are compared on every refresh to spot a changed view
+        proto=odfv.to_proto().SerializeToString(deterministic=True),
         refused=odfv_refusal(odfv),
     )
 

@@ -196,7 +196,9 @@ class Transforms(_Strict):
         default=1, ge=1, le=32, description="Worker processes per gateway process."
     )
     memory_mb: int = Field(
-        default=1024, ge=256, description="Address-space limit of each worker, in MiB."
+        default=1024,
+        ge=768,  # Feast, pandas and pyarrow alone map about 600 MiB of address space
+        description="Address-space limit of each worker, in MiB.",
     )
     timeout_ms: int = Field(
         default=1000,

@@ -264,14 +264,16 @@ def fingerprint(load: WorkerLoad, limits: Limits) -> str:
 
 
 class TransformSupervisor:
-    """Every tenant's workers in this gateway process, kept in step with the registry."""
+    """Every tenant's workers in this gateway process, kept in step with the registry. When a
+    tenant's views change, its old workers keep serving until the new ones are up."""
 
     def __init__(self) -> None:
         self._pools: dict[str, tuple[str, TenantTransforms]] = {}
+        self._previous: dict[str, TenantTransforms] = {}
 
     def sync(self, wanted: Mapping[str, tuple[WorkerLoad, Limits]]) -> list[TenantTransforms]:
         """Start workers for tenants new in ``wanted`` or whose views or limits changed; returns
-        the pools retired (the caller closes them once their calls are done)."""
+        the pools replaced (the caller closes them with :meth:`retire`)."""
         retired = []
         for tenant in set(self._pools) - set(wanted):
             retired.append(self._pools.pop(tenant)[1])
@@ -280,21 +282,37 @@ class TransformSupervisor:
             current = self._pools.get(tenant)
             if current is not None and current[0] == mark:
                 continue
-            if current is not None:
-                retired.append(current[1])
             pool = TenantTransforms(tenant, load, limits)
             pool.start()
             self._pools[tenant] = (mark, pool)
+            if current is not None:
+                retired.append(current[1])
+                self._previous[tenant] = current[1]
         return retired
+
+    async def retire(self, pool: TenantTransforms) -> None:
+        """Close ``pool`` once its replacement (if any) is up and its own calls are done."""
+        entry = self._pools.get(pool.tenant)
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while entry is not None and entry[1].status == "starting" and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        if self._previous.get(pool.tenant) is pool:
+            del self._previous[pool.tenant]
+        await asyncio.sleep(pool.limits.timeout_seconds + 1)
+        await pool.aclose()
 
     def get(self, tenant: str) -> TenantTransforms | None:
         entry = self._pools.get(tenant)
-        return entry[1] if entry else None
+        if entry is None:
+            return None
+        previous = self._previous.get(tenant)
+        return previous if previous is not None and entry[1].status == "starting" else entry[1]
 
     def pools(self) -> Iterable[TenantTransforms]:
         return (pool for _, pool in self._pools.values())
 
     async def aclose(self) -> None:
-        for _, pool in self._pools.values():
+        for pool in [*self._previous.values(), *(p for _, p in self._pools.values())]:
             await pool.aclose()
         self._pools.clear()
+        self._previous.clear()

@@ -46,7 +46,7 @@ def _seal(memory_mb: int) -> IO[bytes]:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() == 1:  # the gateway died before the request to die with it was made
         sys.exit(0)
-    os.nice(5)
+    os.nice(10)
     replies = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
