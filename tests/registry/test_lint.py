@@ -208,3 +208,44 @@ def test_sample_tenants_lint_clean(tenant: str, tmp_path: Path) -> None:
 )
 def test_shadowed_module_names(module: str, verdict: str | None) -> None:
     assert shadowed(module) == verdict
+
+
+STORED_ODFV = """
+from datetime import timedelta
+from typing import Any
+
+from feast import Entity, FeatureView, Field
+from feast.on_demand_feature_view import on_demand_feature_view
+from feast.types import Float64, Int64
+
+from featureplane import parquet_source
+
+rider = Entity(name="rider", join_keys=["rider_id"])
+trips = FeatureView(
+    name="trips", entities=[rider], ttl=timedelta(days=1),
+    schema=[Field(name="rider_id", dtype=Int64), Field(name="km", dtype=Float64)],
+    source=parquet_source("trips"),
+)
+
+
+@on_demand_feature_view(
+    sources=[trips], schema=[Field(name="miles", dtype=Float64)], mode="python",
+    write_to_online_store=True,
+)
+def stored_miles(inputs: dict[str, Any]) -> dict[str, Any]:
+    return {"miles": [None if k is None else k / 1.609 for k in inputs["km"]]}
+"""
+
+
+def test_plan_names_what_the_gateway_refuses_in_one_line(platform: Platform) -> None:
+    tree = platform.tree(
+        "refused", "govodfv", {"defs.py": STORED_ODFV},
+        tenant_yaml="lint: {default: off, unsupported: warning}\n",
+    )  # fmt: skip
+    proc = cli(tree, "plan", "govodfv", "--json")
+    assert proc.returncode == 0, proc.stderr
+    (finding,) = json.loads(proc.stdout)["lint"]
+    assert (finding["rule"], finding["name"]) == ("unsupported", "stored_miles")
+    assert "not served by the gateway: write_to_online_store=True" in finding["message"]
+    table = cli(tree, "plan", "govodfv").stdout
+    assert "[unsupported] feature_repo/govodfv/defs.py (stored_miles)" in table

@@ -24,6 +24,8 @@ entity-owner       warning  an entity whose owner is missing or not a tenant own
 feature-doc        warning  features without a description (not on on-demand views: Feast
                             refuses their fields' descriptions)
 service-doc        warning  a feature service without a description
+unsupported        warning  an on-demand feature view the gateway refuses to serve (one line
+                            each: write_to_online_store, aggregations, renamed sources)
 source-path        warning  a file source outside ``<data>/offline/<project>/`` (use
                             ``featureplane.sources.parquet_source``)
 =================  =======  ==========================================================
@@ -183,6 +185,19 @@ def lint_entity_refs(repo: Path, objects: list[RepoObject]) -> Iterator[Finding]
             )
 
 
+def _unsupported(body: dict[str, Any]) -> str | None:
+    """Why the gateway refuses an on-demand view (what ``gateway.plans.odfv_refusal`` says)."""
+    if body.get("write_to_online_store"):
+        return "write_to_online_store=True (stored transformations are not computed yet)"
+    if body.get("aggregations"):
+        return "it has aggregations"
+    for name, source in (body.get("sources") or {}).items():
+        projection = source.get("feature_view_projection") or {}
+        if projection.get("join_key_map") or projection.get("name_alias"):
+            return f"it renames its source {name!r}"
+    return None
+
+
 def lint_objects(
     settings: Settings, spec: TenantSpec, repo: Path, objects: list[RepoObject]
 ) -> Iterator[Finding]:
@@ -202,6 +217,9 @@ def _object_findings(
 
     body = obj.spec
     is_view = obj.object_type in _VIEWS
+    refused = _unsupported(body) if obj.object_type == "on_demand_feature_view" else None
+    if refused:
+        yield finding("unsupported", "warning", f"is not served by the gateway: {refused}")
     if (is_view or obj.object_type == "entity") and not _text(body.get("description")):
         yield finding("description", "error", "has no description")
     if is_view or obj.object_type == "entity":

@@ -145,6 +145,7 @@ LINT_RULES = (
     "source-path",
     "ttl",
     "unique-name",
+    "unsupported",
 )
 
 
