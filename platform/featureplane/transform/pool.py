@@ -1,7 +1,8 @@
 """Supervising tenants' transform workers from a gateway process.
 
 Each gateway process owns, per tenant with on-demand feature views, ``transforms.workers``
-worker processes (:mod:`featureplane.transform.worker`) that it starts with itself, hands one
+worker processes (:mod:`featureplane.transform.worker`, forked by its zygote) that it starts
+with itself, hands one
 call at a time, and replaces when one times out, exits or stops answering. A worker that fails
 again and again is restarted with exponential back-off, so a hostile tenant burns at most its
 own workers' CPU. Calls wait for a free worker at most the tenant's time limit, and at most
@@ -11,12 +12,8 @@ own workers' CPU. Calls wait for a free worker at most the tenant's time limit, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-import os
-import sys
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -43,10 +40,11 @@ from featureplane.transform.protocol import (
     WorkerLoad,
     encode_request,
 )
+from featureplane.transform.zygote import Zygote
 
 log = logging.getLogger("featureplane.transform")
 
-START_TIMEOUT_SECONDS = 120.0  # importing Feast takes seconds; many workers start at once
+START_TIMEOUT_SECONDS = 30.0  # loading the views (the zygote imported Feast already)
 MAX_BACKOFF_SECONDS = 30.0
 
 
@@ -58,38 +56,27 @@ class Limits:
     queue: int
 
 
-def worker_environment() -> dict[str, str]:
-    """A worker's whole environment: nothing of the gateway's (which holds the registry URL, the
-    Redis URL and the pepper), one thread per numeric library (each thread's arena counts
-    against the memory limit)."""
-    return {
-        "PATH": os.defpath,
-        "LANG": "C.UTF-8",
-        "HOME": tempfile.gettempdir(),
-        "FEAST_USAGE": "False",
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-
-
 class WorkerProcess:
     """One running worker; one call at a time."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
+    def __init__(
+        self, zygote: Zygote, pid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.zygote = zygote
+        self.pid = pid
+        self._reader = reader
+        self._writer = writer
 
     @classmethod
-    async def start(cls, load: WorkerLoad, memory_mb: int) -> WorkerProcess:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-m", "featureplane.transform.worker", str(memory_mb),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=worker_environment(),
-            cwd=tempfile.gettempdir(),
-            start_new_session=True,
-        )  # fmt: skip
-        worker = cls(process)
+    async def start(cls, zygote: Zygote, load: WorkerLoad, memory_mb: int) -> WorkerProcess:
+        pid, channel = await zygote.spawn(memory_mb)
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=channel)
+        except BaseException:
+            zygote.kill(pid)
+            channel.close()
+            raise
+        worker = cls(zygote, pid, reader, writer)
         try:
             reply = await worker._exchange(encode_request(load), START_TIMEOUT_SECONDS)
         except BaseException:
@@ -104,26 +91,20 @@ class WorkerProcess:
         return await self._exchange(request, timeout)
 
     async def _exchange(self, request: bytes, timeout: float) -> bytes:
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self.process.stdin.write(request)
+        self._writer.write(request)
         async with asyncio.timeout(timeout):
-            await self.process.stdin.drain()
-            (size,) = HEADER.unpack(await self.process.stdout.readexactly(HEADER.size))
+            await self._writer.drain()
+            (size,) = HEADER.unpack(await self._reader.readexactly(HEADER.size))
             if size > MAX_REPLY_BYTES:
                 raise ConnectionError(f"a reply of {size} bytes, over {MAX_REPLY_BYTES}")
-            return await self.process.stdout.readexactly(size)
+            return await self._reader.readexactly(size)
 
     def kill(self) -> None:
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, 9)
+        self.zygote.kill(self.pid)
+        self._writer.close()
 
     async def exit_code(self) -> int | None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1):
-                return await self.process.wait()
-        return None
+        return await self.zygote.exit_status(self.pid)
 
 
 def _text(reply: bytes) -> str:
@@ -134,7 +115,8 @@ def _text(reply: bytes) -> str:
 class TenantTransforms:
     """One tenant's workers in this gateway process."""
 
-    def __init__(self, tenant: str, load: WorkerLoad, limits: Limits) -> None:
+    def __init__(self, zygote: Zygote, tenant: str, load: WorkerLoad, limits: Limits) -> None:
+        self.zygote = zygote
         self.tenant = tenant
         self.load = load
         self.limits = limits
@@ -168,7 +150,7 @@ class TenantTransforms:
     async def _start_one(self, delay: float) -> None:
         await asyncio.sleep(delay)
         try:
-            worker = await WorkerProcess.start(self.load, self.limits.memory_mb)
+            worker = await WorkerProcess.start(self.zygote, self.load, self.limits.memory_mb)
         except Exception as exc:  # a view that cannot load: retry later, report meanwhile
             self.last_error = f"tenant {self.tenant!r}: transform worker did not start: {exc}"
             log.error("%s", self.last_error)
@@ -270,6 +252,7 @@ class TransformSupervisor:
     def __init__(self) -> None:
         self._pools: dict[str, tuple[str, TenantTransforms]] = {}
         self._previous: dict[str, TenantTransforms] = {}
+        self.zygote = Zygote()  # started by the first worker: no views, no Feast import
 
     def sync(self, wanted: Mapping[str, tuple[WorkerLoad, Limits]]) -> list[TenantTransforms]:
         """Start workers for tenants new in ``wanted`` or whose views or limits changed; returns
@@ -282,7 +265,7 @@ class TransformSupervisor:
             current = self._pools.get(tenant)
             if current is not None and current[0] == mark:
                 continue
-            pool = TenantTransforms(tenant, load, limits)
+            pool = TenantTransforms(self.zygote, tenant, load, limits)
             pool.start()
             self._pools[tenant] = (mark, pool)
             if current is not None:
@@ -316,3 +299,4 @@ class TransformSupervisor:
             await pool.aclose()
         self._pools.clear()
         self._previous.clear()
+        await self.zygote.aclose()

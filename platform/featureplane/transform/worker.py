@@ -1,8 +1,9 @@
-"""A tenant's transform worker: ``python -I -m featureplane.transform.worker <memory_mb>``.
+"""A tenant's transform worker, forked by the zygote (:mod:`featureplane.transform.zygote`).
 
-It is the only place a tenant's on-demand feature views are unpickled and run. The gateway
-starts it with an empty environment (no registry URL, Redis URL, pepper or token), and it holds
-no connection to anything: it reads calls on stdin and answers on what was stdout. Before it
+It is the only place a tenant's on-demand feature views are unpickled and run. It has an empty
+environment (no registry URL, Redis URL, pepper or token) and holds no connection to anything
+but the socket to its gateway process: it reads calls on stdin and answers on what was stdout
+(both that socket). Before it
 loads any tenant code it caps its own address space (``RLIMIT_AS``), turns off core dumps, asks
 to die with the gateway and lowers its CPU priority, so a runaway transformation slows its own
 tenant first. The computation is Feast's: the response Feast builds before it transforms (join
@@ -47,7 +48,7 @@ def _seal(memory_mb: int) -> IO[bytes]:
     if os.getppid() == 1:  # the gateway died before the request to die with it was made
         sys.exit(0)
     os.nice(10)
-    replies = os.fdopen(os.dup(1), "wb", buffering=0)
+    replies = os.fdopen(os.dup(1), "wb")  # buffered: it finishes partial writes on a socket
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     return replies
@@ -167,8 +168,10 @@ def main(argv: list[str]) -> int:
         views = _load(load)
     except Exception as exc:  # reported to the gateway, then exit
         replies.write(frame(ERROR + f"cannot load: {exc}"[:1000].encode()))
+        replies.flush()
         return 1
     replies.write(frame(READY))
+    replies.flush()
     while (payload := _read(stdin)) is not None:
         call = decode_request(payload)
         assert isinstance(call, TransformCall)
@@ -177,6 +180,7 @@ def main(argv: list[str]) -> int:
         except Exception as exc:  # MemoryError too: the worker survives a refused allocation
             reply = _failure(exc)
         replies.write(frame(reply))
+        replies.flush()
     return 0
 
 

@@ -1,0 +1,224 @@
+"""The zygote: one clean process per gateway process that imports Feast once and forks every
+transform worker, so starting or replacing a worker costs milliseconds rather than a Feast
+import (seconds of CPU that a hostile tenant could otherwise make the machine pay again and
+again).
+
+The zygote is started with the same empty environment as the workers and never runs tenant
+code itself: it only forks. The gateway sends it a request and one end of a fresh socket pair
+(``SCM_RIGHTS`` on a ``SOCK_SEQPACKET`` control socket); the forked child makes that socket its
+stdin and stdout and becomes a worker (:func:`featureplane.transform.worker.main`). The zygote
+answers with the child's pid and later reports the child's exit status.
+
+Control messages, zygote to gateway: ``R`` (ready), ``S<pid>`` (spawned), ``X<pid><status>``
+(exited; a negative status is the killing signal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import struct
+import sys
+import tempfile
+from collections import deque
+
+_PID = struct.Struct(">i")
+_EXIT = struct.Struct(">ii")
+_PR_SET_PDEATHSIG = 1
+
+
+def worker_environment() -> dict[str, str]:
+    """The zygote's (so every worker's) whole environment: nothing of the gateway's (which
+    holds the registry URL, the Redis URL and the pepper), one thread per numeric library (a
+    forked child has only the forking thread, and each thread's arena counts against the
+    worker's memory limit)."""
+    return {
+        "PATH": os.defpath,
+        "LANG": "C.UTF-8",
+        "HOME": tempfile.gettempdir(),
+        "FEAST_USAGE": "False",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+class Zygote:
+    """The gateway's handle on its zygote process."""
+
+    def __init__(self) -> None:
+        self._process: asyncio.subprocess.Process | None = None
+        self._control: socket.socket | None = None
+        self._pending: deque[asyncio.Future[int]] = deque()
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ensure(self) -> socket.socket:
+        if self._control is not None and self._process and self._process.returncode is None:
+            return self._control
+        await self.aclose()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-m", "featureplane.transform.zygote", str(theirs.fileno()),
+            pass_fds=[theirs.fileno()],
+            env=worker_environment(),
+            cwd=tempfile.gettempdir(),
+        )  # fmt: skip
+        theirs.close()
+        ours.setblocking(False)
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(120):  # importing Feast; several gateways may start at once
+            ready = await loop.sock_recv(ours, 64)
+        if ready != b"R":
+            ours.close()
+            raise ConnectionError("the transform zygote did not start")
+        self._control = ours
+        self._listener = asyncio.create_task(self._listen(ours))
+        return ours
+
+    async def _listen(self, control: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while message := await loop.sock_recv(control, 64):
+                if message[:1] == b"S":
+                    (pid,) = _PID.unpack(message[1:])
+                    if self._pending:
+                        self._pending.popleft().set_result(pid)
+                elif message[:1] == b"X":
+                    pid, status = _EXIT.unpack(message[1:])
+                    self._exits.setdefault(pid, loop.create_future())
+                    if not self._exits[pid].done():
+                        self._exits[pid].set_result(status)
+        except OSError:
+            pass
+        for waiting in self._pending:
+            if not waiting.done():
+                waiting.set_exception(ConnectionError("the transform zygote exited"))
+        self._pending.clear()
+
+    async def spawn(self, memory_mb: int) -> tuple[int, socket.socket]:
+        """A new worker: its pid and the gateway's end of its socket."""
+        async with self._lock:
+            control = await self._ensure()
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            spawned: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            self._pending.append(spawned)
+            try:
+                socket.send_fds(control, [_PID.pack(memory_mb)], [theirs.fileno()])
+            finally:
+                theirs.close()
+            async with asyncio.timeout(10):
+                pid = await spawned
+        self._exits.setdefault(pid, asyncio.get_running_loop().create_future())
+        return pid, ours
+
+    async def exit_status(self, pid: int, timeout: float = 1.0) -> int | None:
+        """The worker's exit status (negative: the signal that killed it), once it is known."""
+        future = self._exits.get(pid)
+        if future is None:
+            return None
+        try:
+            async with asyncio.timeout(timeout):
+                status = await asyncio.shield(future)
+        except TimeoutError:
+            return None
+        del self._exits[pid]
+        return status
+
+    @staticmethod
+    def kill(pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)  # each worker leads its own process group
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()  # its workers die with it (PR_SET_PDEATHSIG)
+            await self._process.wait()
+        self._process = None
+
+
+# -- the zygote process ------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: killed on shutdown
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _reap(control: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        with contextlib.suppress(OSError):
+            control.send(b"X" + _EXIT.pack(pid, code))
+
+
+def _become_worker(control: socket.socket, channel: int, memory_mb: int) -> None:
+    code = 70
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        control.close()
+        os.setsid()
+        _die_with_parent()
+        os.dup2(channel, 0)
+        os.dup2(channel, 1)
+        os.close(channel)
+        from featureplane.transform import worker
+
+        code = worker.main([str(memory_mb)])
+    finally:
+        os._exit(code)
+
+
+def main(argv: list[str]) -> int:
+    _die_with_parent()
+    control = socket.socket(fileno=int(argv[0]))
+    # Everything a worker needs, imported once here and shared copy-on-write by every fork.
+    import feast.on_demand_feature_view
+    import feast.type_map
+    import feast.utils
+    import pandas  # type: ignore[import-untyped]
+    import pyarrow
+
+    from featureplane.transform import worker
+
+    del feast, pandas, pyarrow, worker
+    signal.signal(signal.SIGCHLD, lambda *_: _reap(control))
+    control.send(b"R")
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, 64, 1)
+        except InterruptedError:
+            continue
+        if not message:
+            return 0  # the gateway went away
+        (memory_mb,) = _PID.unpack(message)
+        (channel,) = fds
+        pid = os.fork()
+        if pid == 0:
+            _become_worker(control, channel, memory_mb)
+        os.close(channel)
+        control.send(b"S" + _PID.pack(pid))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
