@@ -121,8 +121,8 @@ BAD: list[Bad] = [
         400, "got null"),
     Bad("object for an int key", "fraud",
         obj(FRAUD, b'"entities":{"account_id":[{"id":1}]}'), 400, "got object"),
-    Bad("integer for a string key", "recsys", obj(RECSYS, b'"entities":{"user_id":[4]}'),
-        400, "entity 'user_id': expected string, got integer 4"),
+    Bad("number for a string key", "recsys", obj(RECSYS, b'"entities":{"user_id":[4.5]}'),
+        400, "entity 'user_id': expected string, got number 4.5"),
     # -- bytes that are not JSON text
     Bad("invalid UTF-8 inside a string", "recsys",
         obj(RECSYS, b'"entities":{"user_id":["\xff\xfe"]}'), 400, "UTF-8"),

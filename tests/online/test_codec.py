@@ -122,6 +122,12 @@ def test_timestamps_render_as_feast_serve_does(nanos: int) -> None:
     assert codec.timestamp_text(Timestamp().SerializeToString()) == "1970-01-01T00:00:00Z"
 
 
+def test_an_integer_for_a_string_key_is_its_digits_as_in_feast() -> None:
+    assert codec.coerce_key_value("k", codec.STRING, 1001) == codec.coerce_key_value(
+        "k", codec.STRING, "1001"
+    )
+
+
 @pytest.mark.parametrize(
     ("value_type", "value", "problem"),
     [
@@ -131,7 +137,8 @@ def test_timestamps_render_as_feast_serve_does(nanos: int) -> None:
         (codec.INT64, None, "expected int64, got null"),
         (codec.INT64, 2**63, "out of range for int64"),
         (codec.INT32, 2**31, "out of range for int32"),
-        (codec.STRING, 5, "expected string, got integer"),
+        (codec.STRING, 1.5, "expected string, got number"),
+        (codec.STRING, True, "expected string, got boolean"),
         (codec.BYTES, "%%%", "not valid base64"),
     ],
 )

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from feast import FeatureStore, RepoConfig
+from feast.data_source import PushMode
 from feast.feature_server_utils import convert_response_to_dict
 
 from featureplane.embedded.gateway import GatewayProcess
@@ -51,6 +53,7 @@ def quickstart(
     for step in (["apply", TENANT], ["materialize", TENANT]):
         done = cli(tree, *step)
         assert done.returncode == 0, f"featureplane {' '.join(step)}:\n{done.stdout}{done.stderr}"
+    _push_labels(tree)
     issued = cli(tree, "tenants", "issue-token", TENANT)
     assert issued.returncode == 0, issued.stderr
     gateway = start_gateway(tree.settings, workers=1)
@@ -58,6 +61,24 @@ def quickstart(
         yield tree, gateway, issued.stdout.strip()
     finally:
         gateway.stop()
+
+
+def _push_labels(tree: Tree) -> None:
+    """Labels for two drivers, written by Feast's own push (the gateway has no push yet)."""
+    spec = load_spec(tree.settings.tenants_path / TENANT / "tenant.yaml")
+    labels = pd.DataFrame(
+        {
+            "driver_id": ["1001", "1002"],
+            "is_reliable": [1, 0],
+            "quality_score": [0.9, 0.25],
+            "reviewer_notes": ["steady", None],
+            "labeler": ["ana", "bo"],
+            "event_timestamp": [pd.Timestamp.now(tz="UTC")] * 2,
+        }
+    )
+    feature_store(tree.settings, spec).push(
+        "driver_quality_labels_push", labels, to=PushMode.ONLINE
+    )
 
 
 def _feast_serve_answer(
@@ -89,8 +110,29 @@ REQUESTS: list[tuple[str, dict[str, Any]]] = [
             ]
         },
     ),
+    (
+        "label-view",
+        {
+            "features": [
+                "driver_quality_labels:is_reliable",
+                "driver_quality_labels:quality_score",
+                "driver_quality_labels:reviewer_notes",
+            ]
+        },
+    ),
+    ("latest-ref", {"features": ["driver_hourly_stats@latest:conv_rate"]}),
+    (
+        "push-view-and-odfv",
+        {
+            "features": [
+                "driver_hourly_stats_fresh:driver_profile",
+                "transformed_conv_rate_fresh:conv_rate_plus_val1",
+            ]
+        },
+    ),
     ("service-v1", {"feature_service": "driver_activity_v1"}),
     ("service-v2", {"feature_service": "driver_activity_v2"}),
+    ("service-v3", {"feature_service": "driver_activity_v3"}),
 ]
 
 
@@ -153,3 +195,13 @@ def test_stock_remote_client_gets_odfvs_and_services(
                 if name.endswith("driver_config"):
                     ours[name] = [None if v is None else json.loads(v) for v in values]
             assert ours == theirs, features
+
+
+def test_a_pinned_version_is_refused_as_feast_refuses_it(
+    quickstart: tuple[Tree, GatewayProcess, str],
+) -> None:
+    _, gateway, token = quickstart
+    body = {"features": ["driver_hourly_stats@v1:conv_rate"], "entities": {"driver_id": [1001]}}
+    answer = httpx.post(f"{gateway.base}/get-online-features", json=body, headers=bearer(token))
+    assert answer.status_code == 400
+    assert "online versioning is disabled" in answer.json()["error"]["message"]

@@ -32,7 +32,7 @@ from featureplane.errors import (
     InvalidRequestError,
     UnsupportedMediaTypeError,
 )
-from featureplane.gateway.lookup import FeatureRequest, prepare
+from featureplane.gateway.lookup import FeatureRequest, Tally, prepare
 from featureplane.gateway.models import (
     ErrorResponse,
     GetOnlineFeaturesRequest,
@@ -42,6 +42,7 @@ from featureplane.gateway.quotas import too_large
 from featureplane.gateway.state import GatewayState
 from featureplane.observability.metrics import (
     ENTITY_ROWS,
+    FEATURE_STATUS,
     QUOTA_INFLIGHT,
     REQUEST_ERRORS,
     STORE_READ_DURATION,
@@ -287,10 +288,13 @@ class FeaturesEndpoint:
             for computation in prepared.computations(replies) if prepared.transforms else ():
                 with span("transform", project=computation.project):
                     computed.append((computation, await state.compute(computation)))
-            payload = prepared.answer(replies, computed)
+            tally: Tally = []
+            payload = prepared.answer(replies, computed, tally)
         finally:
             inflight.dec()
             await state.quotas.release(lease)
         buffered_counter(ENTITY_ROWS, tenant.name).inc(prepared.rows)
+        for view, status, rows in tally:
+            buffered_counter(FEATURE_STATUS, tenant.name, view, status).inc(rows)
         with span("encode"):
             return orjson.dumps(payload)

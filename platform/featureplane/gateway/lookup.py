@@ -3,13 +3,16 @@ pipelined read (the caller's, so it can add its own commands), decode (``answer`
 
 The answer equals Feast SDK ``get_online_features`` value for value. Two deliberate differences
 in statuses: an entity absent from the store is ``NOT_FOUND`` (Feast's Redis path says
-``PRESENT`` with null values and a 1970 timestamp), and a stored null is ``NULL_VALUE``.
+``PRESENT`` with null values and a 1970 timestamp), and a stored null is ``NULL_VALUE``. A view
+whose owner turned on ``serving.ttl_check`` answers a row older than the view's ttl as null with
+``OUTSIDE_MAX_AGE`` and its event time (Feast's Redis path does not check ttl).
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -24,6 +27,9 @@ from featureplane.tenancy.spec import TenantSpec
 from featureplane.transform.protocol import Column, TransformCall
 
 PRESENT, NULL_VALUE, NOT_FOUND = "PRESENT", "NULL_VALUE", "NOT_FOUND"
+OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"
+# What ``answer`` counts for the status metric: (feature view, status, entity rows).
+Tally = list[tuple[str, str, int]]
 
 
 class FeatureRequest(NamedTuple):
@@ -55,15 +61,18 @@ def _entity_columns(
     entities: dict[str, list[Any]],
     tenant: TenantSpec,
     request_fields: Sequence[str] = (),
-) -> tuple[list[str], int, dict[str, list[Any]], dict[str, list[bytes]]]:
-    """Join keys in request order, the row count, echoed values and key bytes per join key.
+) -> tuple[list[str], int, dict[str, list[Any]], dict[tuple[str, int], list[bytes]]]:
+    """Join keys in request order, the row count, echoed values and key bytes per join key and
+    key type (a label view may type a join key as a string where a feature view has an int).
     ``request_fields`` (of on-demand views) count as columns too: they must be present and as
     long as the rest."""
-    types: dict[str, int] = {}
+    types: dict[str, list[int]] = {}  # the first is the one echoed
     needed_by: dict[str, str] = {}
     for r in reads:
         for join_key in r.plan.join_keys:
-            types.setdefault(join_key, r.plan.key_types[join_key])
+            typed = types.setdefault(join_key, [])
+            if r.plan.key_types[join_key] not in typed:
+                typed.append(r.plan.key_types[join_key])
             needed_by.setdefault(join_key, r.plan.name)
     missing = [k for k in needed_by if k not in entities]
     if missing:
@@ -94,11 +103,12 @@ def _entity_columns(
             f"{rows} entity rows; the limit is {limit}",
         )
     echoed: dict[str, list[Any]] = {}
-    key_bytes: dict[str, list[bytes]] = {}
+    key_bytes: dict[tuple[str, int], list[bytes]] = {}
     for join_key in join_keys:
-        coerced = [codec.coerce_key_value(join_key, types[join_key], v) for v in entities[join_key]]
-        echoed[join_key] = [c[0] for c in coerced]
-        key_bytes[join_key] = [c[1] for c in coerced]
+        for value_type in types[join_key]:
+            coerced = [codec.coerce_key_value(join_key, value_type, v) for v in entities[join_key]]
+            echoed.setdefault(join_key, [c[0] for c in coerced])
+            key_bytes[join_key, value_type] = [c[1] for c in coerced]
     return join_keys, rows, echoed, key_bytes
 
 
@@ -108,7 +118,7 @@ class Computation:
 
     project: str
     call: TransformCall
-    expected: frozenset[str]  # the output names the answer may contain
+    expected: Mapping[str, str]  # the output names the answer may contain -> their view
     label: str  # names the views, for errors
 
 
@@ -138,9 +148,14 @@ class PreparedLookup:
             columns = []
             for _ in t.plan.sources:
                 r, row_slots = next(inputs)
+                hashes = [replies[slot] for slot in row_slots]
+                # A checked view's stale rows reach the transformation as null, as answered.
+                live = _live(hashes, len(r.features), r.plan.max_age) if r.plan.max_age else None
                 for j, feature in enumerate(r.features):
                     name = f"{r.prefix}__{feature}" if self.full_feature_names else feature
-                    values = [replies[slot][j] for slot in row_slots]
+                    values = [h[j] for h in hashes]
+                    if live is not None:
+                        values = [v if ok else None for v, ok in zip(values, live, strict=True)]
                     columns.append(Column(name, "feature", values, 0))
             by_project.setdefault(t.plan.project, []).append((t, columns))
         computations = []
@@ -161,7 +176,9 @@ class PreparedLookup:
             views = tuple(t.plan.name for t, _ in parts)
             refs = tuple(f"{t.plan.name}:{f}" for t, _ in parts for f in t.features)
             call = TransformCall(views, refs, self.full_feature_names, tuple(columns))
-            expected = frozenset(_output_names([t for t, _ in parts], self.full_feature_names))
+            names = _output_names([t for t, _ in parts], self.full_feature_names)
+            owners = [t.plan.name for t, _ in parts for _ in t.features]
+            expected = dict(zip(names, owners, strict=True))
             label = ", ".join(f"on-demand feature view {v!r}" for v in views)
             computations.append(Computation(project, call, expected, label))
         return computations
@@ -170,7 +187,11 @@ class PreparedLookup:
         self,
         replies: Sequence[Sequence[bytes | None]],
         computed: Sequence[tuple[Computation, GetOnlineFeaturesResponse]] = (),
+        tally: Tally | None = None,
     ) -> dict[str, Any]:
+        """The answer. ``tally`` receives the entity rows of each answered view by status: a
+        row's status is its worst value's (NOT_FOUND, OUTSIDE_MAX_AGE, then NULL_VALUE if any
+        requested feature is null), else PRESENT."""
         rows = self.rows
         results: list[dict[str, Any]] = [
             {
@@ -184,10 +205,15 @@ class PreparedLookup:
         for r, row_slots in reads:
             n = len(r.features)
             hashes = [replies[slot] for slot in row_slots]
-            # A row is found when the view's event time is stored; its values may be null.
+            # A row is found when the view's event time is stored; its values may be null. A
+            # stale row of a view that checks its ttl shows its event time, and no values.
             stamps = [codec.EPOCH if h[n] is None else codec.timestamp_text(h[n]) for h in hashes]
             found = [h[n] is not None for h in hashes]
-            everywhere = all(found)
+            live = _live(hashes, n, r.plan.max_age) if r.plan.max_age else found
+            everywhere = all(live)
+            if not everywhere:
+                absent = [OUTSIDE_MAX_AGE if f else NOT_FOUND for f in found]
+            nullable: list[list[str]] = []  # the status columns that hold a NULL_VALUE
             types = r.plan.value_types
             for j, feature in enumerate(r.features):
                 if rows == 1:  # the column machinery only pays off for several rows
@@ -195,18 +221,55 @@ class PreparedLookup:
                 else:
                     values = codec.decode_column([h[j] for h in hashes], types[feature])
                 if everywhere:
-                    statuses = [NULL_VALUE if v is None else PRESENT for v in values]
+                    if None in values:
+                        statuses = [NULL_VALUE if v is None else PRESENT for v in values]
+                        nullable.append(statuses)
+                    else:
+                        statuses = [PRESENT] * rows
                 else:
-                    values = [v if f else None for v, f in zip(values, found, strict=True)]
+                    values = [v if ok else None for v, ok in zip(values, live, strict=True)]
                     statuses = [
-                        (NULL_VALUE if v is None else PRESENT) if f else NOT_FOUND
-                        for v, f in zip(values, found, strict=True)
+                        (NULL_VALUE if v is None else PRESENT) if ok else why
+                        for v, ok, why in zip(values, live, absent, strict=True)
                     ]
+                    if NULL_VALUE in statuses:
+                        nullable.append(statuses)
                 results.append({"values": values, "statuses": statuses, "event_timestamps": stamps})
+            if tally is not None:
+                answered = rows
+                if not everywhere:
+                    answered = live.count(True)
+                    held = found.count(True)
+                    _count(tally, r.plan.name, NOT_FOUND, rows - held)
+                    _count(tally, r.plan.name, OUTSIDE_MAX_AGE, held - answered)
+                nulls = _null_rows(nullable)
+                _count(tally, r.plan.name, NULL_VALUE, nulls)
+                _count(tally, r.plan.name, PRESENT, answered - nulls)
         names = self.names[: sum(len(r.features) for r in self.reads[: self.answered])]
         for computation, response in computed:
-            names += _computed(computation, response, rows, results)
+            names += _computed(computation, response, rows, results, tally)
         return {"metadata": {"feature_names": self.join_keys + names}, "results": results}
+
+
+def _live(hashes: Sequence[Sequence[bytes | None]], n: int, max_age: int) -> list[bool]:
+    """Which rows hold an event time (field ``n``) at most ``max_age`` seconds old: Feast's own
+    check, stale when now - event time > ttl, nanoseconds included."""
+    oldest, seconds = time.time() - max_age, codec.timestamp_seconds
+    return [(raw := h[n]) is not None and seconds(raw) >= oldest for h in hashes]
+
+
+def _null_rows(columns: list[list[str]]) -> int:
+    """The rows with a NULL_VALUE in any of ``columns``, one view's status columns."""
+    if not columns:
+        return 0
+    if len(columns) == 1:
+        return columns[0].count(NULL_VALUE)
+    return sum(NULL_VALUE in row for row in zip(*columns, strict=True))
+
+
+def _count(tally: Tally, view: str, status: str, rows: int) -> None:
+    if rows:
+        tally.append((view, status, rows))
 
 
 def _computed(
@@ -214,9 +277,11 @@ def _computed(
     response: GetOnlineFeaturesResponse,
     rows: int,
     results: list[dict[str, Any]],
+    tally: Tally | None = None,
 ) -> list[str]:
     """Adds a worker's answer to ``results``, in Feast's order (the UDF's), after checking it:
-    a worker runs tenant code, so its answer is data to verify, not to trust."""
+    a worker runs tenant code, so its answer is data to verify, not to trust. On-demand views
+    have no ttl: their rows are PRESENT or NULL_VALUE."""
     names = list(response.metadata.feature_names.val)
     wrong = [n for n in names if n not in computation.expected]
     if wrong or len(set(names)) != len(names) or len(response.results) != len(names):
@@ -224,17 +289,28 @@ def _computed(
             f"{computation.label}: the transformation answered features that were not "
             f"requested ({', '.join(map(repr, wrong)) or 'duplicates'})"
         )
-    for vector in response.results:
+    nullable: dict[str, list[list[str]]] = {}  # per view, the status columns with NULL_VALUE
+    for name, vector in zip(names, response.results, strict=True):
         if len(vector.values) != rows:
             raise TransformFailedError(
                 f"{computation.label}: the transformation answered {len(vector.values)} rows "
                 f"for {rows} entity rows"
             )
         values = [codec.native(v) for v in vector.values]
-        statuses = [NULL_VALUE if v is None else PRESENT for v in values]
+        columns = nullable.setdefault(computation.expected[name], [])
+        if None in values:
+            statuses = [NULL_VALUE if v is None else PRESENT for v in values]
+            columns.append(statuses)
+        else:
+            statuses = [PRESENT] * rows
         results.append(
             {"values": values, "statuses": statuses, "event_timestamps": [codec.EPOCH] * rows}
         )
+    if tally is not None:
+        for view, columns in nullable.items():
+            nulls = _null_rows(columns)
+            _count(tally, view, NULL_VALUE, nulls)
+            _count(tally, view, PRESENT, rows - nulls)
     return names
 
 
@@ -272,12 +348,9 @@ def prepare(plans: ReadPlans, tenant: TenantSpec, request: FeatureRequest) -> Pr
         fields.append(plan.ts_field)
         seen: dict[bytes, int] = {}
         row_slots = []
+        columns = [key_bytes[k, plan.key_types[k]] for k in plan.join_keys]
         for i in range(rows):
-            key = (
-                plan.key_prefix
-                + b"".join(key_bytes[k][i] for k in plan.join_keys)
-                + plan.key_suffix
-            )
+            key = plan.key_prefix + b"".join(c[i] for c in columns) + plan.key_suffix
             slot = seen.get(key)
             if slot is None:
                 slot = seen[key] = len(commands)

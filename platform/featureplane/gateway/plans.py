@@ -34,6 +34,10 @@ class ViewPlan:
     fields: Mapping[str, bytes]  # feature name -> hash field
     value_types: Mapping[str, int]  # feature name -> feast ValueType number
     ts_field: bytes
+    ttl_seconds: int = 0  # the registry's ttl, as Feast counts it (whole seconds); 0: none
+    # The ttl when the owner's tenant.yaml checks it on reads (serving.ttl_check), else 0: the
+    # read path tests only this, so an unchecked view costs nothing.
+    max_age: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,17 +99,27 @@ def _value_type(dtype: Any) -> int:
     return int(dtype.to_value_type().value)
 
 
-def compile_project(registry: BaseRegistry, project: str) -> ProjectPlan:
+def compile_project(
+    registry: BaseRegistry, project: str, owner: TenantSpec | None = None
+) -> ProjectPlan:
+    """``project``'s read plans; ``owner`` (its tenant) says which views check their ttl."""
     entities = {
         e.join_key: int(e.value_type.value)
         for e in registry.list_entities(project, allow_cache=False)
     }
     views: dict[str, ViewPlan] = {}
-    for fv in registry.list_feature_views(project, allow_cache=False):
+    # Label views are read like feature views (Feast writes them by push, under their name).
+    stored = [
+        *registry.list_feature_views(project, allow_cache=False),
+        *registry.list_label_views(project, allow_cache=False),
+    ]
+    for fv in stored:
         key_types = {c.name: _value_type(c.dtype) for c in fv.entity_columns}
         for join_key in fv.join_keys:
             key_types.setdefault(join_key, entities.get(join_key, 0))
         join_keys = tuple(sorted(fv.join_keys))
+        ttl = int(fv.ttl.total_seconds()) if fv.ttl else 0
+        checked = owner is not None and owner.serving.ttl_check.enabled(fv.name)
         views[fv.name] = ViewPlan(
             project=project,
             name=fv.name,
@@ -116,6 +130,8 @@ def compile_project(registry: BaseRegistry, project: str) -> ProjectPlan:
             fields={f.name: codec.feature_field(fv.name, f.name) for f in fv.features},
             value_types={f.name: _value_type(f.dtype) for f in fv.features},
             ts_field=codec.timestamp_field(fv.name),
+            ttl_seconds=ttl,
+            max_age=ttl if checked else 0,
         )
     services = {
         fs.name: tuple(
@@ -170,6 +186,19 @@ def odfv_refusal(odfv: Any) -> str | None:
     return None
 
 
+def _unversioned(view: str) -> str:
+    """``view@latest`` is ``view``; a pinned ``view@vN`` is refused as Feast refuses it while
+    online versioning is off (featureplane serves the latest version of every view)."""
+    name, at, version = view.partition("@")
+    if not at or version == "latest":
+        return name
+    raise BadRequestError(
+        f"Version-qualified ref {view!r} not supported: online versioning is disabled "
+        "(featureplane serves the latest version of every feature view; use "
+        f"'{name}' or '{name}@latest')"
+    )
+
+
 @dataclass(frozen=True)
 class ReadPlans:
     tenants: TenantCatalog
@@ -184,7 +213,7 @@ class ReadPlans:
     @classmethod
     def load(cls, tenants: TenantCatalog, registry: BaseRegistry) -> ReadPlans:
         projects = {
-            spec.feast_project: compile_project(registry, spec.feast_project)
+            spec.feast_project: compile_project(registry, spec.feast_project, spec)
             for spec in tenants.values()
         }
         return cls(tenants, projects)
@@ -303,7 +332,7 @@ class ReadPlans:
                     raise BadRequestError(
                         f"feature reference {ref!r} is not of the form 'feature_view:feature'"
                     )
-                grouped.setdefault(view_name, []).append(feature)
+                grouped.setdefault(_unversioned(view_name), []).append(feature)
             for view_name, requested in grouped.items():
                 located = self._locate(tenant, view_name, "view", project)
                 named.append((located, view_name, tuple(requested)))

@@ -91,6 +91,10 @@ def coerce_key_value(join_key: str, value_type: int, value: Any) -> tuple[Any, b
         raw = struct.pack("<i" if value_type == INT32 else "<q", value)
         return value, struct.pack("<II", value_type, len(raw)) + raw
     if value_type == STRING:
+        # An integer is read as its digits, as Feast reads it (a label view's key is a string
+        # when its entity has no value_type, and clients send the ids they have).
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
         if not isinstance(value, str):
             raise BadRequestError(f"entity {join_key!r}: expected string, got {shown(value)}")
         raw = value.encode()
@@ -154,6 +158,16 @@ def timestamp_text(raw: bytes) -> str:
     if nanos % 1_000 == 0:
         return f"{base}.{nanos // 1_000:06d}Z"
     return f"{base}.{nanos:09d}Z"
+
+
+@lru_cache(maxsize=65536)
+def timestamp_seconds(raw: bytes) -> float:
+    """A stored ``_ts`` field as seconds since the epoch, nanoseconds included (as Feast's own
+    ttl check reads it)."""
+    ts = Timestamp.FromString(raw)
+    seconds: int = ts.seconds
+    nanos: int = ts.nanos
+    return seconds + nanos / 1e9
 
 
 def _float(f: float) -> float | str:
