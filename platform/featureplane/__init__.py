@@ -10,6 +10,7 @@ registry and governance     ``registry/`` — governed apply and plan, lint, aud
 online store format         ``online/`` — Feast's Redis layout and codec, RESP, cluster slots,
                             Redis URLs, the one client factory, the gateway's connections
 gateway                     ``gateway/`` — app factory, auth, quotas, the feature route, ops
+on-demand transformations   ``transform/`` — sandboxed per-tenant workers, their zygote
 ingest                      ``ingest/`` — landing batches into offline Parquet (``offline.py``)
 materialization             ``materialize/`` — the run, Feast batch engine, file-source scan
 quality                     ``quality/`` — GX suites, batch checks, quarantine, drift
