@@ -74,9 +74,9 @@ def describe_registry(settings: Settings) -> str:
     return f"{parts.scheme.split('+')[0]}://{user}{parts.hostname or ''}{port}{parts.path}"
 
 
-def registry_failure(settings: Settings, exc: BaseException) -> str:
-    """``registry <where> is unreachable: <cause>`` (or ``cannot be read: <error>`` when the
-    database answered) — one line, no password, no traceback."""
+def registry_failure(settings: Settings, exc: BaseException, doing: str = "read") -> str:
+    """``registry <where> is unreachable: <cause>`` (or ``cannot be <doing>: <error>`` when the
+    database answered, e.g. ``written``) — one line, no password, no traceback."""
     cause = exc
     while getattr(cause, "orig", None) is not None:  # SQLAlchemy wraps the driver's error
         cause = cause.orig  # type: ignore[attr-defined]
@@ -93,7 +93,8 @@ def registry_failure(settings: Settings, exc: BaseException) -> str:
         text = text.replace(password, "***")
     if reachable:
         return (
-            f"registry {describe_registry(settings)} cannot be read: {type(cause).__name__}: {text}"
+            f"registry {describe_registry(settings)} cannot be {doing}: "
+            f"{type(cause).__name__}: {text}"
         )
     return f"registry {describe_registry(settings)} is unreachable: {text}"
 

@@ -31,10 +31,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.errors import ApplyError
-from featureplane.feast_config import close_registry, open_registry
-from featureplane.registry.apply import apply_tenant, run_feast
+from featureplane.feast_config import close_registry, feast_env, open_registry, template_path
+from featureplane.registry.apply import apply_tenant
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
+from featureplane.tenancy.spec import TenantSpec
 from tests.support.paths import ROOT
 
 TENANT, OTHER = "fraud", "recsys"
@@ -96,16 +97,32 @@ merchant_stats = FeatureView(
 )
 """
 
+ODFV = "feast.protos.feast.core.OnDemandFeatureView_pb2"
 # What each table's proto column holds (Feast 0.67's SQL registry).
 PROTOS = {
     "projects": "feast.protos.feast.core.Project_pb2.Project",
     "entities": "feast.protos.feast.core.Entity_pb2.Entity",
     "data_sources": "feast.protos.feast.core.DataSource_pb2.DataSource",
     "feature_views": "feast.protos.feast.core.FeatureView_pb2.FeatureView",
+    "on_demand_feature_views": f"{ODFV}.OnDemandFeatureView",
     "feature_services": "feast.protos.feast.core.FeatureService_pb2.FeatureService",
     "managed_infra": "feast.protos.feast.core.InfraObject_pb2.Infra",
     "feature_view": "feast.protos.feast.core.FeatureView_pb2.FeatureView",  # version history
+    "on_demand_feature_view": f"{ODFV}.OnDemandFeatureView",  # its version history
 }
+
+
+def feast_apply(settings: Settings, spec: TenantSpec) -> subprocess.CompletedProcess[str]:
+    """Stock `feast apply` of the tenant's repo, straight into the live registry."""
+    feast = Path(sys.executable).with_name("feast")
+    repo = settings.feature_repo_path / spec.name
+    return subprocess.run(
+        [str(feast), "-c", str(repo), "-f", str(template_path(settings)), "apply"],
+        env=os.environ | feast_env(settings, spec.feast_project),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def proto_class(table: str) -> type[Message]:
@@ -335,9 +352,7 @@ def test_sigkilled_apply_leaves_each_project_old_or_new_and_rerun_converges(
     shutil.copy(old_db, bare_db)
     bare = with_registry("bare.db")
     result: dict[str, Any] = {}
-    worker = threading.Thread(
-        target=lambda: result.update(proc=run_feast(bare, catalog[TENANT], "apply"))
-    )
+    worker = threading.Thread(target=lambda: result.update(proc=feast_apply(bare, catalog[TENANT])))
     worker.start()
     wait_for(changed(bare_db, old_names), "Feast writing the live registry")
     child = feast_child(os.getpid())

@@ -247,7 +247,7 @@ BROKEN_FEATURE_FILES: list[tuple[str, str, str, list[str]]] = [
     # (id, file to write under feature_repo/fraud/, its text (or an edit of DEFS), named)
     ("python syntax error", DEFS,
      "<edit>account_stats = FeatureView(|account_stats = FeatureView((",
-     [f"{DEFS}, line 20: SyntaxError: '(' was never closed"]),
+     [f"{DEFS}, line 22: SyntaxError: '(' was never closed"]),
     ("import error", "fraud_extra.py", "import fraud_no_such_module\n",
      ["fraud_extra.py, line 1: ModuleNotFoundError: No module named 'fraud_no_such_module'"]),
     ("error raised at import", "fraud_extra.py", "raise RuntimeError('half-written module')\n",

@@ -1,50 +1,46 @@
-"""Running `feast apply` for one tenant's project in the shared registry.
+"""Applying one tenant's definitions to its project in the shared registry.
 
-Each apply runs in its own subprocess: Feast imports every module of the repo by bare name and
-adds the repo to ``sys.path``, so two tenants' modules in one process would collide.
+Feast's apply logic runs in the sandbox (:mod:`.sandbox`: no platform secret in reach, a time
+and a memory limit), against a private SQLite registry holding only the project's current rows
+(:mod:`.staging`). The parent then does what Feast's apply would have done outside the registry
+(delete the online rows of views the apply removed: the template's online store is Redis, whose
+``update`` does only that) and swaps the project's rows into the shared registry in one
+transaction (:func:`.staging.transplant`).
 
-Atomicity. Feast's SQL registry writes every object of an apply in its own transaction (and
-deletes removed ones one by one), so a `feast apply` killed mid-way leaves its project half
-applied. Guarantees here:
+Atomicity: Feast's SQL registry writes every object of an apply in its own transaction (and
+deletes removed ones one by one), so a killed plain `feast apply` leaves its project half
+applied. Here the shared registry is written by one transaction, on SQLite and PostgreSQL: a
+kill at any point leaves the project with its old objects or its new ones, never a mix, and
+other projects' rows are never written. The child dies with its parent (``PR_SET_PDEATHSIG``).
 
-- **SQLite (the default): atomic per project.** Under a per-project lock, `feast apply` runs
-  against a private copy of the registry (SQLite's online backup: a consistent snapshot); only
-  when it succeeds are the project's rows swapped into the live registry in one SQLite
-  transaction (:func:`transplant`): delete the project's rows from every table, insert the
-  copy's. A kill at any point leaves the live registry with the project's old objects or its
-  new ones, never a mix, and other projects' rows are never written. The `feast` child dies
-  with its parent (``PR_SET_PDEATHSIG``), and a dead apply's copy is deleted by the next one.
-  Two tenants may apply at once (each swaps only its own project). A materialization of the
-  same project that finishes during the apply loses its interval record (the copy predates
-  it); the next incremental run then starts earlier, which rewrites nothing.
-- **PostgreSQL: not atomic.** `feast apply` runs against the live database as Feast does it. A
-  killed apply can leave the project with some objects new and some old (other projects are
-  never touched: every statement is scoped to the project). Rerunning the same apply converges
-  (apply is a full sync), so after an interrupted apply, rerun it. The same holds for applies
-  through the registry server (``registry_type: remote``), which are Feast's own.
-- Either way Feast updates the online store (deleting removed views' keys) before the registry
-  swap: a kill in between leaves removed views registered with their online data gone, until
-  the rerun.
+- On SQLite applies of one project run one at a time (a per-project file lock held from the
+  copy to the swap), and a dead apply's staged file is deleted by the next one. Two tenants may
+  apply at once (each swaps only its own project).
+- On PostgreSQL swaps of one project are serialized (an advisory lock); two applies of one
+  project at once each swap a whole, consistent set, and the last one wins.
+- A materialization of the same project that finishes during the apply loses its interval
+  record (the staged copy predates it); the next incremental run then starts earlier, which
+  rewrites nothing.
+- Removed views' online rows are deleted before the swap, as Feast does: a kill in between
+  leaves removed views registered with their online data gone, until the rerun.
 """
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager, suppress
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from featureplane.errors import ApplyError
-from featureplane.feast_config import feast_env, sqlite_path, template_path
+from featureplane.feast_config import repo_config, sqlite_path
+from featureplane.registry.sandbox import run_sandboxed
+from featureplane.registry.staging import read_rows, removed_views, stage, transplant
 from featureplane.settings import Settings
 from featureplane.tenancy.spec import TenantSpec
 
@@ -55,48 +51,6 @@ class ApplyResult:
     project: str
     seconds: float
     output: str
-
-
-def feast_command(settings: Settings, spec: TenantSpec, *args: str) -> list[str]:
-    """A `feast` CLI invocation on the tenant's repo with the shared template."""
-    feast = Path(sys.executable).with_name("feast")
-    launcher = [str(feast)] if feast.exists() else [sys.executable, "-m", "feast.cli.cli"]
-    repo = settings.feature_repo_path / spec.name
-    return [*launcher, "-c", str(repo), "-f", str(template_path(settings)), *args]
-
-
-def _libc_prctl() -> Callable[..., int] | None:
-    # Looked up once here: the child between fork and exec must not dlopen (loader locks).
-    with suppress(OSError, AttributeError):
-        return ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
-    return None
-
-
-_PRCTL = _libc_prctl()
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: SIGKILL this child when the thread that started it dies (apply runs feast from
-    the CLI's main thread), so no orphaned `feast apply` keeps writing after featureplane was
-    killed."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def run_feast(
-    settings: Settings, spec: TenantSpec, *args: str, registry_url: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = os.environ | feast_env(settings, spec.feast_project)
-    if registry_url is not None:
-        env["FEATUREPLANE_REGISTRY_URL"] = registry_url
-    return subprocess.run(
-        feast_command(settings, spec, *args),
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        preexec_fn=_die_with_parent if _PRCTL is not None else None,
-    )
 
 
 @contextmanager
@@ -111,77 +65,63 @@ def _staging_files(registry: Path, project: str) -> list[Path]:
     return list(registry.parent.glob(f".{registry.name}.apply-{project}-*"))
 
 
-def _copy_registry(registry: Path, to: Path) -> None:
-    """A consistent snapshot of the live registry (readers and other writers go on)."""
-    with closing(sqlite3.connect(registry)) as src, closing(sqlite3.connect(to)) as dst:
-        src.backup(dst)
-
-
-def transplant(registry: Path, staged: Path, project: str) -> None:
-    """Replace ``project``'s rows of every registry table with ``staged``'s, in one transaction.
-
-    Tables and indexes the staged copy has and the live one lacks (a first apply) are created in
-    the same transaction. Rows are copied by column name, so a live table with extra columns
-    keeps working. Tables without a ``project_id`` column (none in Feast 0.67) are left alone.
-    """
-    with closing(sqlite3.connect(registry, isolation_level=None, timeout=30)) as db:
-        db.execute("ATTACH DATABASE ? AS staged", (str(staged),))
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                _swap_rows(db, project)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        finally:
-            db.execute("DETACH DATABASE staged")
-
-
-def _swap_rows(db: sqlite3.Connection, project: str) -> None:
-    live = {name for (name,) in db.execute("SELECT name FROM main.sqlite_master")}
-    schema = db.execute(
-        "SELECT type, name, sql FROM staged.sqlite_master WHERE sql IS NOT NULL "
-        "ORDER BY type = 'index'"  # tables before their indexes
-    ).fetchall()
-    for _kind, name, sql in schema:
-        if name not in live:
-            db.execute(sql)  # unqualified CREATE: goes to main
-    for kind, name, _sql in schema:
-        if kind != "table":
-            continue
-        columns = [row[1] for row in db.execute(f'PRAGMA staged.table_info("{name}")')]
-        if "project_id" not in columns:
-            continue
-        listed = ", ".join(f'"{c}"' for c in columns)
-        db.execute(f'DELETE FROM main."{name}" WHERE project_id = ?', (project,))
-        db.execute(
-            f'INSERT INTO main."{name}" ({listed}) '
-            f'SELECT {listed} FROM staged."{name}" WHERE project_id = ?',
-            (project,),
-        )
-
-
-def _apply_staged(
-    settings: Settings, spec: TenantSpec, registry: Path
-) -> subprocess.CompletedProcess[str]:
-    """`feast apply` into a private copy of the SQLite registry, then an atomic swap of the
-    project's rows into the live one (see the module docstring)."""
-    project = spec.feast_project
+@contextmanager
+def _staged_file(settings: Settings, project: str) -> Iterator[Path]:
+    """Where the apply stages the project: beside a SQLite registry, under the project's lock
+    (sweeping what a killed apply left); for PostgreSQL, in a private temporary folder."""
+    registry = sqlite_path(settings)
+    if registry is None:
+        with tempfile.TemporaryDirectory(prefix=f"featureplane-apply-{project}-") as folder:
+            yield Path(folder) / "registry.db"
+        return
     registry.parent.mkdir(parents=True, exist_ok=True)
     with _project_lock(registry, project):
         for stale in _staging_files(registry, project):  # an apply killed before its cleanup
             stale.unlink(missing_ok=True)
         staged = registry.with_name(f".{registry.name}.apply-{project}-{uuid.uuid4().hex}.db")
         try:
-            _copy_registry(registry, staged)
-            proc = run_feast(settings, spec, "apply", registry_url=f"sqlite:///{staged}")
-            if proc.returncode == 0:
-                transplant(registry, staged, project)
-            return proc
+            yield staged
         finally:
             for leftover in (staged, staged.with_name(staged.name + "-journal")):
                 leftover.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _RemovedView:
+    """What an online store's ``update`` reads of a deleted view, from its stored proto (a
+    FeatureView built with ``from_proto`` could import classes the registry names)."""
+
+    name: str
+    join_keys: list[str]
+    features: list[Any]  # objects with a ``name``
+    current_version_number: int | None
+    projection: None = field(default=None)
+
+    @classmethod
+    def of(cls, proto: Any) -> _RemovedView:
+        spec, version = proto.spec, getattr(proto.meta, "current_version_number", 0)
+        return cls(
+            name=spec.name,
+            join_keys=[column.name for column in spec.entity_columns],
+            features=list(spec.features),  # FeatureSpecV2 messages: each has a name
+            current_version_number=version if version > 0 else None,
+        )
+
+
+def _drop_online_rows(settings: Settings, spec: TenantSpec, views: list[Any]) -> None:
+    """Delete removed views' online rows, as Feast's apply does through its provider."""
+    from feast.infra.online_stores.helpers import get_online_store_from_config
+
+    config = repo_config(settings, spec)  # the real Redis: ConfigError when it is not set
+    store = get_online_store_from_config(config.online_store)
+    store.update(
+        config=config,
+        tables_to_delete=[_RemovedView.of(view) for view in views],
+        tables_to_keep=[],
+        entities_to_delete=[],
+        entities_to_keep=[],
+        partial=False,
+    )
 
 
 def apply_tenant(settings: Settings, spec: TenantSpec) -> ApplyResult:
@@ -189,14 +129,13 @@ def apply_tenant(settings: Settings, spec: TenantSpec) -> ApplyResult:
     if not repo.is_dir():
         raise ApplyError(f"{repo}: no Feast definitions for tenant {spec.name!r}")
     started = time.perf_counter()
-    registry = sqlite_path(settings)
-    # PostgreSQL: Feast's own apply, not atomic (see the module docstring).
-    proc = (
-        _apply_staged(settings, spec, registry) if registry else run_feast(settings, spec, "apply")
-    )
+    project = spec.feast_project
+    with _staged_file(settings, project) as staged:
+        before = stage(settings, project, staged)
+        finished = run_sandboxed(settings, spec, "apply", staged, ApplyError)
+        removed = removed_views(before, read_rows(f"sqlite:///{staged}", project))
+        if removed:
+            _drop_online_rows(settings, spec, removed)
+        transplant(settings, staged, project)
     seconds = time.perf_counter() - started
-    output = (proc.stdout + proc.stderr).strip()
-    if proc.returncode != 0:
-        tail = "\n".join(output.splitlines()[-15:])
-        raise ApplyError(f"feast apply failed for tenant {spec.name!r} ({repo}):\n{tail}")
-    return ApplyResult(spec.name, spec.feast_project, seconds, output)
+    return ApplyResult(spec.name, project, seconds, finished.output)

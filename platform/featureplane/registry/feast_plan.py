@@ -1,13 +1,26 @@
-"""Feast's own plan for one tenant's repo, computed in a subprocess and returned as JSON.
+"""Feast's own plan of one tenant's repo, computed in the sandbox and returned as JSON.
 
-Feast imports every module of a repo by bare name, so parsing a tenant's definitions must happen
-in a process of its own (as `feast apply` does). The child
-(``python -P -m featureplane.registry.feast_plan <repo> <feature_store.yaml>``) does what
-`feast plan` does: ``parse_repo``, the project check, data-source validation and
-``FeatureStore.plan`` (inference, then ``diff_between`` against the registry). It prints one JSON
-document: every object diff with both sides as protobuf JSON (``MessageToDict`` of
-``to_proto()``), and every Feast object the repo's modules define, with the file and variable
-that define it, for lint. Classification happens in the parent (:mod:`featureplane.registry.plan`).
+Feast imports every module of a repo by bare name and runs tenant code doing so, so parsing a
+tenant's definitions happens in a child process of its own, sealed and bounded
+(:mod:`.sandbox`). The child
+(``python -P -m featureplane.registry.feast_plan plan|apply <repo> <feature_store.yaml>``) runs
+against a private SQLite registry holding only the tenant's project (:mod:`.staging`):
+
+- ``plan`` does what `feast plan` does: ``parse_repo``, the project check, data-source
+  validation and ``FeatureStore.plan`` (inference, then ``diff_between`` against the staged
+  registry). It prints one JSON document: every object diff with both sides as protobuf JSON
+  (``MessageToDict`` of ``to_proto()``), and every Feast object the repo's modules define, with
+  the file and variable that define it, for lint. Classification happens in the parent
+  (:mod:`featureplane.registry.plan`).
+- ``apply`` does what `feast apply` does, into the staged registry, except that it leaves the
+  online store alone: the parent deletes removed views' online rows and swaps the project's
+  rows into the shared registry (:mod:`.apply`).
+
+Either reports each step on stderr for the parent's messages (:data:`PROGRESS`):
+``importing <file>`` before each module, ``inferring <file> <view>`` (tab-separated) before
+each on-demand view's UDF runs on sample inputs, ``planning``/``applying``. The parent's side,
+which stages the registry and runs this child, is
+:func:`featureplane.registry.plan.run_feast_plan`.
 """
 
 from __future__ import annotations
@@ -16,20 +29,15 @@ import ast
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from featureplane.errors import PlanError
-from featureplane.feast_config import feast_env, template_path
-from featureplane.settings import Settings
-from featureplane.tenancy.spec import TenantSpec
-
-# Redis is never contacted by a plan, but the shared template names it; any URL will do.
-_PLACEHOLDER_REDIS = "redis://127.0.0.1:6379/0"
+PROGRESS = "featureplane-sandbox: "  # a step line the child writes on stderr
+OUT_OF_MEMORY = "out of memory"  # the step a child reports when an allocation failed
+REFUSED = "refused"  # the step after the child explained, on stderr, why the repo was refused
 
 
 @dataclass(frozen=True)
@@ -73,27 +81,8 @@ class FeastPlan:
     error: str | None  # Feast refused the repo (e.g. two views with one name); lint explains
 
 
-def run_feast_plan(settings: Settings, spec: TenantSpec) -> FeastPlan:
-    """Feast's plan of ``feature_repo/<tenant>`` against the tenant's project in the registry."""
-    repo = settings.feature_repo_path / spec.name
-    if not repo.is_dir():
-        raise PlanError(f"{repo}: no Feast definitions for tenant {spec.name!r}")
-    if not settings.redis_url:
-        settings = settings.model_copy(update={"redis_url": _PLACEHOLDER_REDIS})
-    env = os.environ | feast_env(settings, spec.feast_project)
-    # -P: no script folder on sys.path; the child appends the repo last, as `feast` does.
-    command = [sys.executable, "-P", "-m", __name__, str(repo), str(template_path(settings))]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise PlanError(f"feast plan failed for tenant {spec.name!r} ({repo}):\n{tail}")
-    try:  # the document is the last line; anything a library wrote to fd 1 comes before it
-        return _decode(json.loads(proc.stdout.strip().splitlines()[-1]))
-    except (IndexError, ValueError, KeyError, TypeError) as exc:
-        raise PlanError(f"feast plan for tenant {spec.name!r} ({repo}) printed no plan") from exc
-
-
-def _decode(doc: dict[str, Any]) -> FeastPlan:
+def decode(doc: dict[str, Any]) -> FeastPlan:
+    """The plan document the child printed."""
     return FeastPlan(
         project=doc["project"],
         diffs=[ObjectDiff(**d) for d in doc["diffs"]],
@@ -204,10 +193,40 @@ def _repo_objects(repo: Path, modules: list[RepoModule]) -> list[RepoObject]:
     return [located for _, located, _ in found.values()]
 
 
-def _plan(repo: Path, fs_yaml: Path) -> dict[str, Any]:
-    from feast import FeatureStore
-    from feast.diff.property_diff import TransitionType
-    from feast.feature_view import DUMMY_ENTITY_NAME
+def _report(step: str) -> None:
+    """One step line for the parent, written straight to fd 2 (tenant code may have replaced
+    sys.stderr; after a MemoryError, nothing may allocate much)."""
+    os.write(2, f"\n{PROGRESS}{step}\n".encode())
+
+
+def _import_modules(repo: Path) -> None:
+    """Import the repo's modules in Feast's order, reporting each; ``parse_repo`` then finds
+    them imported."""
+    import importlib
+
+    from feast.repo_operations import get_repo_files, py_path_to_module
+
+    for path in get_repo_files(repo):
+        _report(f"importing {path.relative_to(repo)}")
+        importlib.import_module(py_path_to_module(path))
+
+
+def _report_inference(objects: list[RepoObject]) -> None:
+    """Report each on-demand view before Feast runs its UDF on sample inputs."""
+    from feast import OnDemandFeatureView
+
+    files = {o.name: o.file for o in objects if o.object_type == "on_demand_feature_view"}
+    infer = OnDemandFeatureView.infer_features
+
+    def reported(view: Any) -> None:
+        _report(f"inferring {files.get(view.name, '')}\t{view.name}")
+        infer(view)
+
+    OnDemandFeatureView.infer_features = reported
+
+
+def _load(repo: Path, fs_yaml: Path) -> tuple[Any, Any, list[RepoModule], list[RepoObject]]:
+    """The repo's config and contents (as ``feast`` parses them), modules and objects."""
     from feast.repo_config import load_repo_config
     from feast.repo_operations import _get_repo_contents
 
@@ -215,9 +234,21 @@ def _plan(repo: Path, fs_yaml: Path) -> dict[str, Any]:
     os.chdir(repo)
     sys.path.append(str(repo))  # last, as Feast's CLI does: installed modules win
     sys.dont_write_bytecode = True
+    _import_modules(repo)
     contents = _get_repo_contents(repo, config.project, config)
     modules = _repo_modules(repo)
     objects = _repo_objects(repo, modules)
+    _report_inference(objects)
+    return config, contents, modules, objects
+
+
+def _plan(repo: Path, fs_yaml: Path) -> dict[str, Any]:
+    from feast import FeatureStore
+    from feast.diff.property_diff import TransitionType
+    from feast.feature_view import DUMMY_ENTITY_NAME
+
+    config, contents, modules, objects = _load(repo, fs_yaml)
+    _report("planning")
     diffs: list[dict[str, Any]] = []
     error: str | None = None
     try:
@@ -227,6 +258,8 @@ def _plan(repo: Path, fs_yaml: Path) -> dict[str, Any]:
             if view.batch_source is not None:
                 provider.validate_data_source(store.config, view.batch_source)
         registry_diff, _, _ = store.plan(contents)
+    except MemoryError:
+        raise  # the limit, not Feast refusing the repo
     except Exception as exc:  # Feast's own refusal, reported beside lint's explanation
         error = f"{type(exc).__name__}: {exc}"
     else:
@@ -257,23 +290,57 @@ def _plan(repo: Path, fs_yaml: Path) -> dict[str, Any]:
     }
 
 
+def _apply(repo: Path, fs_yaml: Path) -> dict[str, Any]:
+    """`feast apply` (``apply_total``) into the staged registry, the online store untouched."""
+    from feast import FeatureStore
+    from feast.infra.passthrough_provider import PassthroughProvider
+    from feast.repo_operations import apply_total_with_repo_instance, is_valid_name
+
+    config, contents, _, _ = _load(repo, fs_yaml)
+    if not is_valid_name(config.project):
+        print(f"project name {config.project!r} is not valid for Feast", file=sys.stderr)
+        raise SystemExit(1)
+    # Feast deletes removed views' online rows here; the parent does it instead (no Redis in
+    # reach of tenant code), from the rows this apply leaves in the staged registry.
+    PassthroughProvider.update_infra = lambda self, *args, **kwargs: None
+    store = FeatureStore(repo_path=str(repo), config=config)
+    _report("applying")
+    apply_total_with_repo_instance(
+        store, config.project, store.registry, contents, skip_source_validation=False
+    )
+    return {"project": config.project}
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -P -m featureplane.registry.feast_plan REPO FEATURE_STORE_YAML")
+    if len(argv) != 3 or argv[0] not in {"plan", "apply"}:
+        print("usage: python -P -m featureplane.registry.feast_plan plan|apply REPO YAML")
         return 2
-    repo, fs_yaml = Path(argv[0]).resolve(), Path(argv[1]).resolve()
+    mode, repo, fs_yaml = argv[0], Path(argv[1]).resolve(), Path(argv[2]).resolve()
     try:
         # Tenant modules and Feast print to stdout; only the JSON document may go there.
         with contextlib.redirect_stdout(sys.stderr):
-            doc = _plan(repo, fs_yaml)
-    except SystemExit as exc:  # Feast's repo checks exit after printing why
-        print(f"feast refused {repo} (exit {exc.code})", file=sys.stderr)
+            doc = _plan(repo, fs_yaml) if mode == "plan" else _apply(repo, fs_yaml)
+    except MemoryError:
+        _report(OUT_OF_MEMORY)
+        os._exit(1)  # at once: the frames still hold what filled the memory
+    except SystemExit as exc:
+        if _raised_in(repo, exc):  # the tenant's own sys.exit: the parent names its file
+            os._exit(exc.code if isinstance(exc.code, int) else 1)
+        print(f"feast refused {repo} (exit {exc.code})", file=sys.stderr)  # after saying why
+        _report(REFUSED)
         return 1
     except Exception as exc:
         print(_where_it_failed(repo, exc), file=sys.stderr)
+        _report(REFUSED)
         return 1
-    json.dump(doc, sys.stdout)
+    sys.stdout.write(f"\n{json.dumps(doc)}\n")  # on a line of its own, last
     return 0
+
+
+def _raised_in(repo: Path, exc: BaseException) -> bool:
+    """Whether the innermost frame of ``exc``'s traceback is in a file of the repo."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).is_relative_to(repo)
 
 
 def _where_it_failed(repo: Path, exc: BaseException) -> str:

@@ -32,12 +32,17 @@ Unknown changes are breaking on purpose: the gate only waves through what is kno
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from featureplane.registry.feast_plan import FeastPlan, ObjectDiff, run_feast_plan
+from featureplane.errors import PlanError
+from featureplane.registry.feast_plan import FeastPlan, ObjectDiff, decode
 from featureplane.registry.lint import Finding, lint_repo
+from featureplane.registry.sandbox import run_sandboxed
+from featureplane.registry.staging import stage
 from featureplane.settings import Settings
 from featureplane.tenancy.spec import TenantSpec
 
@@ -109,6 +114,22 @@ def plan_tenant(settings: Settings, spec: TenantSpec) -> Plan:
     """Lint the tenant's repo and classify Feast's plan for its project."""
     feast_plan = run_feast_plan(settings, spec)
     return build_plan(settings, spec, feast_plan)
+
+
+def run_feast_plan(settings: Settings, spec: TenantSpec) -> FeastPlan:
+    """Feast's plan of ``feature_repo/<tenant>`` against the tenant's project in the registry
+    (read, never written: only ``SELECT`` on its tables)."""
+    repo = settings.feature_repo_path / spec.name
+    if not repo.is_dir():
+        raise PlanError(f"{repo}: no Feast definitions for tenant {spec.name!r}")
+    with tempfile.TemporaryDirectory(prefix=f"featureplane-plan-{spec.name}-") as folder:
+        staged = Path(folder) / "registry.db"
+        stage(settings, spec.feast_project, staged)
+        finished = run_sandboxed(settings, spec, "plan", staged, PlanError)
+    try:
+        return decode(finished.document)
+    except (KeyError, TypeError) as exc:
+        raise PlanError(f"feast plan for tenant {spec.name!r} ({repo}) printed no plan") from exc
 
 
 def build_plan(settings: Settings, spec: TenantSpec, feast_plan: FeastPlan) -> Plan:
