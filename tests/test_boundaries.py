@@ -23,6 +23,7 @@ PACKAGE = ROOT / "platform" / "featureplane"
 FLOORS: dict[str, int] = {
     "errors": 0,
     "redact": 0,
+    "confine": 0,
     "settings": 1,
     "sources": 1,
     "offline": 1,

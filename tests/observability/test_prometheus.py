@@ -58,6 +58,11 @@ RECSYS_BODY = {"features": ["user_profile:sessions_7d"], "entities": {"user_id":
 
 
 def _fraud_body(i: int) -> dict[str, Any]:
+    if i % 10 == 5:  # an on-demand view, computed by fraud's transform worker
+        return {
+            "features": ["transaction_risk:amount_vs_avg"],
+            "entities": {"account_id": [1], "txn_amount": [120.0]},
+        }
     if i % 25 == 7:  # 400 bad_request: no such feature
         return {"features": ["account_stats:no_such_feature"], "entities": {"account_id": [1]}}
     if i % 60 == 3:  # 413 payload_too_large: over max_entities_per_request (100)

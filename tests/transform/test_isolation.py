@@ -106,7 +106,7 @@ def served(
     redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Tree, GatewayProcess, dict[str, str]]]:
     platform = Platform(tmp_path_factory.mktemp("isolation"), redis_server.url)
-    limits = f"transforms: {{timeout_ms: {TIMEOUT_MS}, memory_mb: 1024, queue: 4}}\n"
+    limits = f"transforms: {{timeout_ms: {TIMEOUT_MS}, memory_mb: 256, queue: 4}}\n"
     tree = platform.tree("tree", "rogue", {"rogue.py": ROGUE}, tenant_yaml=limits)
     calm_repo = tree.settings.feature_repo_path / "calm"
     calm_repo.mkdir()

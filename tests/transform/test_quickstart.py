@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 import pytest
 from feast import FeatureStore, RepoConfig
 from feast.data_source import PushMode

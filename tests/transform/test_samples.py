@@ -81,3 +81,19 @@ def test_another_tenants_odfv_is_forbidden(deployment: Deployment, http: httpx.C
     body = {"features": ["checkout_price:final_price"], "entities": {"store_id": [1], "sku": ["a"]}}
     resp = http.post("/get-online-features", json=body, headers=bearer(deployment.tokens["fraud"]))
     assert resp.status_code == 403, resp.text
+
+
+def test_a_pandas_view_over_a_hundred_rows_equals_feast(
+    deployment: Deployment, http: httpx.Client
+) -> None:
+    """100 entity rows (the quota) through the pandas view: its allocations must fit the worker's
+    memory budget (which counts on top of what the fork shares with the zygote)."""
+    ids = deployment.tables["fraud"]["account_activity"].column("account_id").to_pylist()
+    rows = [{"account_id": ids[i % len(ids)], "txn_amount": i * 3.25} for i in range(100)]
+    features = ["transaction_risk:amount_vs_avg", "transaction_risk:is_large"]
+    columns = {k: [r[k] for r in rows] for k in rows[0]}
+    body = {"features": features, "entities": columns}
+    resp = http.post("/get-online-features", json=body, headers=bearer(deployment.tokens["fraud"]))
+    assert resp.status_code == 200, resp.text
+    theirs = columns_by_name(feast_answer(deployment, "fraud", features, rows, False))
+    assert columns_by_name(resp.json()) == theirs

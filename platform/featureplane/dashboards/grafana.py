@@ -290,6 +290,28 @@ def tenant_sla(config: DashboardConfig) -> models.Dashboard:
         )
     )
 
+    board.with_row(builders.Row("On-demand feature views"))
+    board.with_panel(
+        _timeseries(
+            "Transform call latency",
+            "p50 and p99 of one call to the tenant's sandboxed transform worker.",
+            "s",
+            _query(q.transform_quantile(0.5, _TENANT, _RATE), "p50", "A"),
+            _query(q.transform_quantile(0.99, _TENANT, _RATE), "p99", "B"),
+            width=12,
+        )
+    )
+    board.with_panel(
+        _timeseries(
+            "Transform failures",
+            "Transform calls per second that did not answer, by reason (raised, timeout, "
+            "exited, busy).",
+            "reqps",
+            _query(q.transform_failures(_TENANT, _RATE, by="reason"), "{{reason}}", "A"),
+            width=12,
+        )
+    )
+
     board.with_row(builders.Row("Quotas"))
     concurrency = _timeseries(
         "Concurrency",

@@ -236,6 +236,22 @@ class Queries:
         """Estimated bytes of the tenant's online keys (sampled)."""
         return f"max by (tenant) (featureplane_cost_online_bytes{self.selector(tenant)})"
 
+    # -- on-demand transformations ----------------------------------------------------------
+
+    def transform_quantile(self, q: float, tenant: str, window: str, by: str = "tenant") -> str:
+        """The ``q`` quantile of one call to a tenant's transform worker, in seconds."""
+        buckets = "featureplane_transform_duration_seconds_bucket" + self.selector(tenant)
+        return _quantile(q, buckets, window, by)
+
+    def transform_failures(self, tenant: str, window: str, by: str) -> str:
+        failures = "featureplane_transform_failures_total" + self.selector(tenant)
+        return _sum_rate(failures, window, by)
+
+    def transform_breakage(self, tenant: str, window: str) -> str:
+        """Per tenant, transform calls over ``window`` its own code broke (not queueing)."""
+        failures = "featureplane_transform_failures_total" + self.selector(tenant, 'reason!="busy"')
+        return f"sum by (tenant) (increase({failures}[{window}])) > 0"
+
     # -- the online store and the registry ---------------------------------------------------
 
     def store_read_quantile(self, q: float, tenant: str, window: str, by: str = "tenant") -> str:

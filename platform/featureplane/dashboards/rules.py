@@ -134,6 +134,7 @@ def _platform_group(config: DashboardConfig) -> dict[str, Any]:
     store = "FeatureplaneOnlineStoreDown"
     scrape = "FeatureplaneGatewayDown"
     registry = "FeatureplaneRegistryUnavailable"
+    transforms = "FeatureplaneTransformFailing"
     rules = [
         {
             "alert": scrape,
@@ -200,6 +201,18 @@ def _platform_group(config: DashboardConfig) -> dict[str, Any]:
                 "(/ready says degraded): applies fail, new definitions are not served, and a "
                 "gateway that restarts now cannot start.",
                 "runbook_url": _runbook(config, registry),
+            },
+        },
+        {
+            "alert": transforms,
+            "expr": q.transform_breakage(ALL_TENANTS, "10m"),
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": "On-demand feature views of {{ $labels.tenant }} are failing.",
+                "description": '{{ $value | printf "%.0f" }} call(s) to the tenant\'s '
+                "transform workers raised, timed out or lost their worker in 10 minutes: "
+                "requests that use them are answered 500 or 504.",
+                "runbook_url": _runbook(config, transforms),
             },
         },
         *_drift_alerts(config),

@@ -29,6 +29,7 @@ from featureplane.observability.metrics import (
     TRANSFORM_DURATION,
     TRANSFORM_FAILURES,
     TRANSFORM_RESTARTS,
+    buffered_histogram,
 )
 from featureplane.transform.protocol import (
     ERROR,
@@ -46,6 +47,8 @@ log = logging.getLogger("featureplane.transform")
 
 START_TIMEOUT_SECONDS = 30.0  # loading the views (the zygote imported Feast already)
 MAX_BACKOFF_SECONDS = 30.0
+FAILURE_REASONS = ("raised", "timeout", "exited", "busy")
+NICE, PENALTY_NICE = 5, 15  # CFS weights 335 and 36: about 9 to 1 between them
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,10 @@ class WorkerProcess:
         self._writer = writer
 
     @classmethod
-    async def start(cls, zygote: Zygote, load: WorkerLoad, memory_mb: int) -> WorkerProcess:
-        pid, channel = await zygote.spawn(memory_mb)
+    async def start(
+        cls, zygote: Zygote, load: WorkerLoad, memory_mb: int, nice: int
+    ) -> WorkerProcess:
+        pid, channel = await zygote.spawn(memory_mb, nice)
         try:
             reader, writer = await asyncio.open_unix_connection(sock=channel)
         except BaseException:
@@ -128,6 +133,9 @@ class TenantTransforms:
         self.last_error: str | None = None
         self._closed = False
         self._started = False
+        for reason in FAILURE_REASONS:  # every series from the start: rates of 0, not no data
+            TRANSFORM_FAILURES.labels(tenant, reason)
+        TRANSFORM_RESTARTS.labels(tenant)
 
     def start(self) -> None:
         for _ in range(self.limits.workers):
@@ -150,7 +158,10 @@ class TenantTransforms:
     async def _start_one(self, delay: float) -> None:
         await asyncio.sleep(delay)
         try:
-            worker = await WorkerProcess.start(self.zygote, self.load, self.limits.memory_mb)
+            # A tenant whose workers time out or die gets replacements at the lowest useful
+            # priority: under CPU contention its loops yield to other tenants' workers.
+            nice = NICE if self._failures == 0 else PENALTY_NICE
+            worker = await WorkerProcess.start(self.zygote, self.load, self.limits.memory_mb, nice)
         except Exception as exc:  # a view that cannot load: retry later, report meanwhile
             self.last_error = f"tenant {self.tenant!r}: transform worker did not start: {exc}"
             log.error("%s", self.last_error)
@@ -213,7 +224,8 @@ class TenantTransforms:
         except BaseException:  # cancelled mid-call: its reply would answer the next call
             self._retire(worker)
             raise
-        TRANSFORM_DURATION.labels(self.tenant).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        buffered_histogram(TRANSFORM_DURATION, self.tenant).observe(elapsed)
         self._idle.put_nowait(worker)
         self._failures = 0
         if reply[:1] == OUTPUT:
@@ -229,8 +241,10 @@ class TenantTransforms:
 
     async def aclose(self) -> None:
         self._closed = True
-        for task in list(self._starting):
+        starting = list(self._starting)
+        for task in starting:
             task.cancel()
+        await asyncio.gather(*starting, return_exceptions=True)  # they close what they opened
         for worker in list(self._live):
             worker.kill()
         for worker in list(self._live):
@@ -239,10 +253,7 @@ class TenantTransforms:
 
 
 def fingerprint(load: WorkerLoad, limits: Limits) -> str:
-    digest = hashlib.sha256(repr((load.repo, limits)).encode())
-    for view in load.views:
-        digest.update(view)
-    return digest.hexdigest()
+    return hashlib.sha256(repr((load.repo, load.version, limits)).encode()).hexdigest()
 
 
 class TransformSupervisor:

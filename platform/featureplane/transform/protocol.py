@@ -45,6 +45,7 @@ class WorkerLoad(NamedTuple):
     project: str
     repo: str | None  # the tenant's repo folder, for UDFs that import its modules
     views: tuple[bytes, ...]  # serialized OnDemandFeatureViewProto
+    version: str = ""  # changes when a view changes (the bytes alone may vary between reads)
 
 
 def frame(payload: bytes) -> bytes:

@@ -3,25 +3,23 @@
 It is the only place a tenant's on-demand feature views are unpickled and run. It has an empty
 environment (no registry URL, Redis URL, pepper or token) and holds no connection to anything
 but the socket to its gateway process: it reads calls on stdin and answers on what was stdout
-(both that socket). Before it
-loads any tenant code it caps its own address space (``RLIMIT_AS``), turns off core dumps, asks
-to die with the gateway and lowers its CPU priority, so a runaway transformation slows its own
-tenant first. The computation is Feast's: the response Feast builds before it transforms (join
-keys, request data, the source views' stored values), then
-``_augment_response_with_on_demand_transforms`` — so values equal stock Feast's.
+(both that socket). Before it loads any tenant code it caps its own address space
+(``RLIMIT_AS``: what it maps at the fork plus the tenant's budget), turns off core dumps, asks
+to die with the gateway and lowers its CPU priority (further for a tenant whose workers have
+failed), so a runaway transformation slows its own tenant first. The computation is Feast's:
+the response Feast builds before it transforms (join keys, request data, the source views'
+stored values), then ``_augment_response_with_on_demand_transforms`` — so values equal stock
+Feast's.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
-import resource
-import signal
 import sys
 import traceback
 from typing import IO, Any
 
+from featureplane.confine import die_with_parent, limit_address_space
 from featureplane.transform.protocol import (
     ERROR,
     HEADER,
@@ -33,21 +31,24 @@ from featureplane.transform.protocol import (
     frame,
 )
 
-_PR_SET_PDEATHSIG = 1
+
+def _mapped_bytes() -> int:
+    """What the fork maps already (Feast, pandas, pyarrow): the tenant's budget is on top."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: the budget alone
+        return 0
 
 
-def _seal(memory_mb: int) -> IO[bytes]:
+def _seal(memory_mb: int, nice: int) -> IO[bytes]:
     """Limits first, then the reply channel: a ``print`` in tenant code goes to stderr, never
     into the protocol."""
-    limit = memory_mb * 2**20
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    # Not Linux: no prctl; the gateway still kills its workers when it stops.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    limit_address_space(_mapped_bytes() + memory_mb * 2**20)
+    die_with_parent()  # the zygote; it dies with the gateway process
     if os.getppid() == 1:  # the gateway died before the request to die with it was made
         sys.exit(0)
-    os.nice(10)
+    os.nice(nice)
     replies = os.fdopen(os.dup(1), "wb")  # buffered: it finishes partial writes on a socket
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -157,7 +158,7 @@ def _failure(exc: BaseException) -> bytes:
 
 
 def main(argv: list[str]) -> int:
-    replies = _seal(int(argv[0]))
+    replies = _seal(int(argv[0]), int(argv[1]))
     stdin = sys.stdin.buffer
     payload = _read(stdin)
     if payload is None:

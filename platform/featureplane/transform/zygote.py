@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -26,9 +25,10 @@ import sys
 import tempfile
 from collections import deque
 
+from featureplane.confine import die_with_parent
+
 _PID = struct.Struct(">i")
-_EXIT = struct.Struct(">ii")
-_PR_SET_PDEATHSIG = 1
+_EXIT = struct.Struct(">ii")  # also a spawn request: memory_mb, nice
 
 
 def worker_environment() -> dict[str, str]:
@@ -63,20 +63,29 @@ class Zygote:
             return self._control
         await self.aclose()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-m", "featureplane.transform.zygote", str(theirs.fileno()),
-            pass_fds=[theirs.fileno()],
-            env=worker_environment(),
-            cwd=tempfile.gettempdir(),
-        )  # fmt: skip
-        theirs.close()
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", "-m", "featureplane.transform.zygote", str(theirs.fileno()),
+                pass_fds=[theirs.fileno()],
+                env=worker_environment(),
+                cwd=tempfile.gettempdir(),
+            )  # fmt: skip
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
         ours.setblocking(False)
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(120):  # importing Feast; several gateways may start at once
-            ready = await loop.sock_recv(ours, 64)
-        if ready != b"R":
+        try:
+            async with asyncio.timeout(120):  # importing Feast; gateways may start together
+                ready = await loop.sock_recv(ours, 64)
+            if ready != b"R":
+                raise ConnectionError("the transform zygote did not start")
+        except BaseException:  # cancelled by a shutdown too: nothing may outlive the attempt
             ours.close()
-            raise ConnectionError("the transform zygote did not start")
+            await self.aclose()
+            raise
         self._control = ours
         self._listener = asyncio.create_task(self._listen(ours))
         return ours
@@ -101,7 +110,7 @@ class Zygote:
                 waiting.set_exception(ConnectionError("the transform zygote exited"))
         self._pending.clear()
 
-    async def spawn(self, memory_mb: int) -> tuple[int, socket.socket]:
+    async def spawn(self, memory_mb: int, nice: int) -> tuple[int, socket.socket]:
         """A new worker: its pid and the gateway's end of its socket."""
         async with self._lock:
             control = await self._ensure()
@@ -109,11 +118,14 @@ class Zygote:
             spawned: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             self._pending.append(spawned)
             try:
-                socket.send_fds(control, [_PID.pack(memory_mb)], [theirs.fileno()])
-            finally:
+                socket.send_fds(control, [_EXIT.pack(memory_mb, nice)], [theirs.fileno()])
                 theirs.close()
-            async with asyncio.timeout(10):
-                pid = await spawned
+                async with asyncio.timeout(10):
+                    pid = await spawned
+            except BaseException:
+                theirs.close()
+                ours.close()
+                raise
         self._exits.setdefault(pid, asyncio.get_running_loop().create_future())
         return pid, ours
 
@@ -154,11 +166,6 @@ class Zygote:
 # -- the zygote process ------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: killed on shutdown
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _reap(control: socket.socket) -> None:
     while True:
         try:
@@ -172,25 +179,25 @@ def _reap(control: socket.socket) -> None:
             control.send(b"X" + _EXIT.pack(pid, code))
 
 
-def _become_worker(control: socket.socket, channel: int, memory_mb: int) -> None:
+def _become_worker(control: socket.socket, channel: int, memory_mb: int, nice: int) -> None:
     code = 70
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         control.close()
         os.setsid()
-        _die_with_parent()
+        die_with_parent()
         os.dup2(channel, 0)
         os.dup2(channel, 1)
         os.close(channel)
         from featureplane.transform import worker
 
-        code = worker.main([str(memory_mb)])
+        code = worker.main([str(memory_mb), str(nice)])
     finally:
         os._exit(code)
 
 
 def main(argv: list[str]) -> int:
-    _die_with_parent()
+    die_with_parent()
     control = socket.socket(fileno=int(argv[0]))
     # Everything a worker needs, imported once here and shared copy-on-write by every fork.
     import feast.on_demand_feature_view
@@ -211,11 +218,11 @@ def main(argv: list[str]) -> int:
             continue
         if not message:
             return 0  # the gateway went away
-        (memory_mb,) = _PID.unpack(message)
+        memory_mb, nice = _EXIT.unpack(message)
         (channel,) = fds
         pid = os.fork()
         if pid == 0:
-            _become_worker(control, channel, memory_mb)
+            _become_worker(control, channel, memory_mb, nice)
         os.close(channel)
         control.send(b"S" + _PID.pack(pid))
 
