@@ -62,6 +62,19 @@ class Settings(BaseSettings):
         description="HMAC key of stored bearer-token digests. Unset: a public development value; "
         "required outside development (16+ characters, not the development value).",
     )
+    plan_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="Wall-clock limit of the sandboxed child that imports a tenant's repo and "
+        "infers its schemas (`plan`, `apply`); beyond it the child is killed and the command "
+        "fails naming the file.",
+    )
+    plan_memory_mb: int = Field(
+        default=2048,
+        ge=1024,  # Feast, pandas and pyarrow alone take ~700 MiB of address space
+        description="Address-space limit (RLIMIT_AS) of that child, in MiB; an allocation "
+        "beyond it fails the command naming the file.",
+    )
     registry_refresh_seconds: float = Field(
         default=10.0,
         gt=0,
@@ -105,6 +118,19 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="How long a TokenReview answer is reused."
     )
     access_log: bool = Field(default=True, description="One JSON line per request on stderr.")
+    feature_log_flush_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often each gateway worker writes the rows it logged for feature services "
+        "with a logging_config (one Parquet file per service and write).",
+    )
+    feature_log_max_rows: int = Field(
+        default=50_000,
+        ge=0,
+        description="Feature-log rows a gateway worker buffers (half full starts a write early); "
+        "a request's rows beyond it are dropped and counted "
+        "(featureplane_feature_log_dropped_rows_total), never waited for.",
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
     log_json: bool = Field(default=True, description="Logs as JSON lines (else plain text).")
     otlp_endpoint: str | None = Field(

@@ -120,6 +120,8 @@ def test_timestamps_render_as_feast_serve_does(nanos: int) -> None:
     )
     assert codec.timestamp_text(ts.SerializeToString()) == _timestamp_to_str(ts)
     assert codec.timestamp_text(Timestamp().SerializeToString()) == "1970-01-01T00:00:00Z"
+    # The ttl check's reading: Feast's own (seconds + nanos / 1e9).
+    assert codec.timestamp_seconds(ts.SerializeToString()) == ts.seconds + nanos / 1e9
 
 
 def test_an_integer_for_a_string_key_is_its_digits_as_in_feast() -> None:
@@ -197,3 +199,18 @@ def test_feasts_null_timestamp_marker_reads_as_null() -> None:
     listed = V(unix_timestamp_list_val=Int64List(val=[5, codec.NULL_TIMESTAMP]))
     assert codec.decode_value(listed.SerializeToString()) == [5, None]
     assert codec.decode_value(V(int64_val=codec.NULL_TIMESTAMP).SerializeToString()) == -(2**63)
+
+
+def test_rare_value_kinds_render_as_feasts_server_renders_them() -> None:
+    from feast.feature_server_utils import _value_to_native
+    from feast.protos.feast.types.Value_pb2 import ScalarMap, Value, ZonedTimestamp
+
+    for value in (
+        Value(
+            zoned_timestamp_val=ZonedTimestamp(unix_timestamp=1_700_000_000, zone="Europe/Paris")
+        ),
+        Value(zoned_timestamp_val=ZonedTimestamp(unix_timestamp=1_700_000_000, zone="+05:30")),
+        Value(scalar_map_val=ScalarMap()),
+    ):
+        assert codec.native(value) == _value_to_native(value)
+        assert codec.decode_value(value.SerializeToString()) == _value_to_native(value)

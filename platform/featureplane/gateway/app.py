@@ -32,6 +32,7 @@ from featureplane.errors import GatewayError
 from featureplane.feast_config import close_registry, open_registry, registry_failure
 from featureplane.gateway import features, ops
 from featureplane.gateway.auth import Authenticator, FeatureplaneTokens, ServiceAccountTokens
+from featureplane.gateway.featurelog import FeatureLog
 from featureplane.gateway.plans import ReadPlans
 from featureplane.gateway.quotas import QuotaStore, RedisQuotaStore, UnlimitedQuotaStore
 from featureplane.gateway.reader import ClusterOnlineReader, OnlineReader, RedisOnlineReader
@@ -71,7 +72,8 @@ def transform_loads(settings: Settings, plans: ReadPlans) -> dict[str, tuple[Wor
         if not views:
             continue
         repo = settings.feature_repo_path / spec.name
-        load = WorkerLoad(spec.feast_project, str(repo), tuple(v.proto for v in views))
+        version = ";".join(f"{v.name}@{v.updated}" for v in views)
+        load = WorkerLoad(spec.feast_project, str(repo), tuple(v.proto for v in views), version)
         t = spec.transforms
         wanted[spec.name] = (load, Limits(t.workers, t.memory_mb, t.timeout_ms / 1000, t.queue))
     return wanted
@@ -209,6 +211,7 @@ def create_app(
             control=control,
             cost=cost,
             transforms=TransformSupervisor(),
+            feature_log=FeatureLog(settings),
         )
         _sync_transforms(state)
         if settings.kubernetes_auth:
@@ -216,6 +219,7 @@ def create_app(
         app.state.gateway = state
         refresher = asyncio.create_task(_refresh_forever(state, registry))
         flusher = asyncio.create_task(_flush_metrics_forever())
+        logger = asyncio.create_task(state.feature_log.run())
         # Start-up objects (Feast, the registry, protobuf descriptors) never die: move them out
         # of the collector's sight so full collections stay short under load.
         gc.collect()
@@ -223,6 +227,7 @@ def create_app(
         try:
             yield
         finally:
+            await state.feature_log.aclose(logger)  # writes what is still buffered
             for task in (refresher, flusher):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -267,7 +267,8 @@ class FeaturesEndpoint:
         try:
             try:
                 body = await _read_body(receive, tenant)
-                prepared = prepare(state.plans, tenant, _parse(body, content_type))
+                request = _parse(body, content_type)
+                prepared = prepare(state.plans, tenant, request)
             except GatewayError:
                 await state.authenticator.recheck(identity)  # a revoked token learns only 401
                 raise
@@ -297,4 +298,10 @@ class FeaturesEndpoint:
         for view, status, rows in tally:
             buffered_counter(FEATURE_STATUS, tenant.name, view, status).inc(rows)
         with span("encode"):
-            return orjson.dumps(payload)
+            encoded = orjson.dumps(payload)
+        if request.feature_service:  # the body and answer bytes, kept if the service logs
+            rid = scope["state"].get("request_id")
+            state.feature_log.offer(
+                state.plans, prepared, request.feature_service, body, encoded, rid
+            )
+        return encoded

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from featureplane.errors import BadRequestError, PermissionDeniedError
+from featureplane.gateway.logplans import ServiceLogging, compile_logging
 from featureplane.online import codec
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.spec import TenantSpec
@@ -51,6 +52,7 @@ class OdfvPlan:
     sources: tuple[tuple[str, tuple[str, ...]], ...]  # (feature view, the features it passes)
     request_fields: tuple[str, ...]
     proto: bytes = field(repr=False)
+    updated: str = ""  # the registry's last update of the view: a changed view restarts workers
     refused: str | None = None  # why the gateway does not serve it, in one line
 
 
@@ -60,6 +62,7 @@ class ProjectPlan:
     views: Mapping[str, ViewPlan]
     services: Mapping[str, tuple[tuple[str, tuple[str, ...]], ...]]
     on_demand: Mapping[str, OdfvPlan] = field(default_factory=dict)
+    logging: Mapping[str, ServiceLogging] = field(default_factory=dict)  # services that log
 
     def has(self, kind: str, name: str) -> bool:
         if kind == "view":
@@ -133,18 +136,19 @@ def compile_project(
             ttl_seconds=ttl,
             max_age=ttl if checked else 0,
         )
+    feature_services = registry.list_feature_services(project, allow_cache=False)
     services = {
         fs.name: tuple(
             (p.name, tuple(f.name for f in p.features)) for p in fs.feature_view_projections
         )
-        for fs in registry.list_feature_services(project, allow_cache=False)
+        for fs in feature_services
     }
     # skip_udf: the gateway never unpickles a tenant's function (that would run its code here).
-    odfvs = {
-        v.name: _odfv_plan(project, v)
-        for v in registry.list_on_demand_feature_views(project, allow_cache=False, skip_udf=True)
-    }
-    return ProjectPlan(project, views, services, odfvs)
+    on_demand = registry.list_on_demand_feature_views(project, allow_cache=False, skip_udf=True)
+    odfvs = {v.name: _odfv_plan(project, v) for v in on_demand}
+    tenant = owner.name if owner is not None else project
+    logging = compile_logging(project, tenant, feature_services, [*stored, *on_demand])
+    return ProjectPlan(project, views, services, odfvs, logging)
 
 
 def _odfv_plan(project: str, odfv: Any) -> OdfvPlan:
@@ -158,8 +162,9 @@ def _odfv_plan(project: str, odfv: Any) -> OdfvPlan:
         features=tuple(f.name for f in odfv.features),
         sources=sources,
         request_fields=tuple(odfv.get_request_data_schema()),
-        # deterministic: the bytes are compared on every refresh to spot a changed view
-        proto=odfv.to_proto().SerializeToString(deterministic=True),
+        proto=odfv.to_proto().SerializeToString(),
+        # Not the bytes: Feast rebuilds a source projection in a varying order.
+        updated=str(odfv.last_updated_timestamp),
         refused=odfv_refusal(odfv),
     )
 

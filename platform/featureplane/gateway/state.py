@@ -13,6 +13,7 @@ from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesRespo
 from featureplane.cost import CostSampler
 from featureplane.errors import TransformBusyError
 from featureplane.gateway.auth import Authenticator
+from featureplane.gateway.featurelog import FeatureLog
 from featureplane.gateway.lookup import Computation
 from featureplane.gateway.plans import ReadPlans
 from featureplane.gateway.quotas import QuotaStore
@@ -31,6 +32,7 @@ class GatewayState:
     control: aioredis.Redis  # the ops routes' client (run records, INFO), off the request path
     cost: CostSampler  # /metrics' cost gauges: online bytes (a Redis client of its own), prices
     transforms: TransformSupervisor  # tenants' sandboxed workers for on-demand feature views
+    feature_log: FeatureLog  # answers of logged feature services, written in the background
     registry_error: str | None = None
 
     async def compute(self, computation: Computation) -> GetOnlineFeaturesResponse:

@@ -2,7 +2,8 @@
 
 Labels are bounded: ``tenant`` takes tenant names from tenants/ (or ``-`` before
 authentication), ``route`` the route template, ``status_class`` 2xx/4xx/5xx, ``code`` the error
-codes of :mod:`featureplane.errors`.
+codes of :mod:`featureplane.errors`, ``feature_view`` the registry's views, ``status`` Feast's four
+field statuses, ``service`` the feature services that log.
 
 Multi-process: the gateway runs several uvicorn workers, so values live in
 ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` merges them with a ``MultiProcessCollector``. That
@@ -63,6 +64,12 @@ ENTITY_ROWS = Counter(
     "Entity rows read from the online store.",
     ["tenant"],
 )
+FEATURE_STATUS = Counter(
+    "featureplane_feature_status_total",
+    "Entity rows answered per feature view, by status (PRESENT, NULL_VALUE: a requested "
+    "feature is null, NOT_FOUND, OUTSIDE_MAX_AGE: older than the view's ttl, when checked).",
+    ["tenant", "feature_view", "status"],
+)
 
 QUOTA_REJECTIONS = Counter(
     "featureplane_quota_rejections_total",
@@ -96,6 +103,19 @@ TRANSFORM_RESTARTS = Counter(
     "featureplane_transform_worker_restarts_total",
     "Transform workers replaced after a timeout, an exit or a failed start.",
     ["tenant"],
+)
+FEATURE_LOG_ROWS = Counter(
+    "featureplane_feature_log_rows_total",
+    "Rows of served features written to a feature service's log (logging_config), by the "
+    "service's owner.",
+    ["tenant", "service"],
+)
+FEATURE_LOG_DROPPED_ROWS = Counter(
+    "featureplane_feature_log_dropped_rows_total",
+    "Sampled rows of a logged feature service that were not written: overflow (the worker's "
+    "buffer was full), refused (a destination or type the gateway cannot write), error (the "
+    "write failed).",
+    ["tenant", "service", "reason"],
 )
 UNAUTHENTICATED = "-"
 

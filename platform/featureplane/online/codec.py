@@ -202,8 +202,12 @@ def native(value: ValueProto) -> Any:
         return {k: native(v) for k, v in getattr(value, which).val.items()}
     if which in ("map_list_val", "struct_list_val"):
         return [{k: native(v) for k, v in m.val.items()} for m in getattr(value, which).val]
-    if which in ("scalar_map_val", "zoned_timestamp_val"):
-        raise NotImplementedError(f"{which} values are not served by featureplane")
+    if which == "scalar_map_val":
+        return None  # as Feast's feature server answers it (its keys are not strings)
+    if which == "zoned_timestamp_val":
+        from feast.feature_server_utils import _zoned_timestamp_to_str
+
+        return _zoned_timestamp_to_str(value.zoned_timestamp_val)  # rare: Feast's own rendering
     if which in ("unix_timestamp_list_val", "unix_timestamp_set_val"):
         return [None if v == NULL_TIMESTAMP else v for v in getattr(value, which).val]
     if "_list_" in which or "_set_" in which:

@@ -198,8 +198,9 @@ class Transforms(_Strict):
     )
     memory_mb: int = Field(
         default=1024,
-        ge=768,  # Feast, pandas and pyarrow alone map about 600 MiB of address space
-        description="Address-space limit of each worker, in MiB.",
+        ge=64,
+        description="Address space each worker may map beyond what it shares with the zygote "
+        "(Feast, pandas, pyarrow), in MiB.",
     )
     timeout_ms: int = Field(
         default=1000,
@@ -209,6 +210,34 @@ class Transforms(_Strict):
     )
     queue: int = Field(
         default=32, ge=0, description="Requests that may wait for a free worker; more get 503."
+    )
+
+
+class TtlCheck(_Strict):
+    """Which of the tenant's feature views answer values older than their ttl as null with
+    status ``OUTSIDE_MAX_AGE``. Off by default, as in Feast, whose Redis reads ignore ttl."""
+
+    default: bool = Field(
+        default=False, description="Whether the feature views not listed are checked."
+    )
+    views: dict[ObjectName, bool] = Field(
+        default_factory=dict,
+        description="Per feature view: checked (true) or not (false), overriding `default`. "
+        "A view without a ttl (unset or 0) is never checked.",
+    )
+
+    def enabled(self, feature_view: str) -> bool:
+        return self.views.get(feature_view, self.default)
+
+
+class Serving(_Strict):
+    """How the gateway answers reads of the tenant's feature views, whoever reads them (the
+    tenant or one it shares them with)."""
+
+    ttl_check: TtlCheck = Field(
+        default=TtlCheck(),
+        description="Answer values older than their feature view's ttl (now minus the stored "
+        "event time) as null with status OUTSIDE_MAX_AGE.",
     )
 
 
@@ -276,6 +305,9 @@ class TenantSpec(_Strict):
     drift: Drift = Drift()
     lint: Lint = Lint()
     transforms: Transforms = Transforms()
+    serving: Serving = Field(
+        default=Serving(), description="How the gateway answers reads of the tenant's views."
+    )
 
     @property
     def feast_project(self) -> str:
