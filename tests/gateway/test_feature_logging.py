@@ -5,9 +5,6 @@ registry — rows, values, statuses and request ids equal what the gateway answe
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,9 +26,9 @@ from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.feast_config import feature_store
 from featureplane.tenancy.catalog import load_spec
 from tests.support.gateway import bearer, start_gateway
-from tests.support.trees import Platform, Tree, cli
+from tests.support.quickstart import TENANT, issue_token, quickstart_tree
+from tests.support.trees import Tree
 
-TENANT = "quickstart"
 LOGGED = "driver_activity_logged"
 SAMPLED = "driver_activity_sampled"
 OVERFLOW = "driver_activity_overflow"
@@ -83,38 +80,14 @@ ENTITIES = {"driver_id": [1001, 1002, 1005, 999999], "val_to_add": [1, 2, 3, 4],
 STATUS = {name: number for name, number in FieldStatus.items()}
 
 
-def feast_init(into: Path) -> Path:
-    """The installed Feast's own quickstart repo, as `feast init` writes it."""
-    feast = Path(sys.executable).with_name("feast")
-    into.mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(feast), "init", "demo"], cwd=into, check=True, capture_output=True)
-    return into / "demo" / "feature_repo"
-
-
 @pytest.fixture(scope="module")
 def tree(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Tree:
-    root = tmp_path_factory.mktemp("feature-logging")
-    repo = feast_init(root / "init")
-    platform = Platform(root / "platform", redis_server.url)
-    tree = platform.tree(
-        "tree", TENANT, {}, tenant_yaml="project: demo\nlint: {default: warning}\n"
-    )
-    target = tree.settings.feature_repo_path / TENANT
-    shutil.rmtree(target)
-    shutil.copytree(repo, target)
-    with (target / "feature_definitions.py").open("a") as definitions:
-        definitions.write(SERVICES)
-    for step in (["apply", TENANT], ["materialize", TENANT]):
-        done = cli(tree, *step)
-        assert done.returncode == 0, f"featureplane {' '.join(step)}:\n{done.stdout}{done.stderr}"
-    return tree
+    return quickstart_tree(tmp_path_factory.mktemp("feature-logging"), redis_server.url, SERVICES)
 
 
 @pytest.fixture(scope="module")
 def token(tree: Tree) -> str:
-    issued = cli(tree, "tenants", "issue-token", TENANT)
-    assert issued.returncode == 0, issued.stderr
-    return issued.stdout.strip()
+    return issue_token(tree)
 
 
 def _gateway(tree: Tree, **settings: str) -> GatewayProcess:

@@ -5,11 +5,7 @@ registry and Redis."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,41 +20,20 @@ from featureplane.embedded.redis import EmbeddedRedis
 from featureplane.feast_config import feature_store, render
 from featureplane.tenancy.catalog import load_spec
 from tests.support.gateway import bearer, columns_by_name, start_gateway
-from tests.support.trees import Platform, Tree, cli
-
-TENANT = "quickstart"
-
-
-def feast_init(into: Path) -> Path:
-    """The installed Feast's own quickstart repo, as `feast init` writes it."""
-    feast = Path(sys.executable).with_name("feast")
-    into.mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(feast), "init", "demo"], cwd=into, check=True, capture_output=True)
-    return into / "demo" / "feature_repo"
+from tests.support.quickstart import TENANT, issue_token, quickstart_tree
+from tests.support.trees import Tree
 
 
 @pytest.fixture(scope="module")
 def quickstart(
     redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Tree, GatewayProcess, str]]:
-    root = tmp_path_factory.mktemp("quickstart")
-    repo = feast_init(root / "init")
-    platform = Platform(root / "platform", redis_server.url)
-    tree = platform.tree(
-        "tree", TENANT, {}, tenant_yaml="project: demo\nlint: {default: warning}\n"
-    )
-    target = tree.settings.feature_repo_path / TENANT
-    shutil.rmtree(target)
-    shutil.copytree(repo, target)
-    for step in (["apply", TENANT], ["materialize", TENANT]):
-        done = cli(tree, *step)
-        assert done.returncode == 0, f"featureplane {' '.join(step)}:\n{done.stdout}{done.stderr}"
+    tree = quickstart_tree(tmp_path_factory.mktemp("quickstart"), redis_server.url)
     _push_labels(tree)
-    issued = cli(tree, "tenants", "issue-token", TENANT)
-    assert issued.returncode == 0, issued.stderr
+    token = issue_token(tree)
     gateway = start_gateway(tree.settings, workers=1)
     try:
-        yield tree, gateway, issued.stdout.strip()
+        yield tree, gateway, token
     finally:
         gateway.stop()
 
