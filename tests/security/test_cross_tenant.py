@@ -185,6 +185,17 @@ def _load_world(deployment: Deployment, http: httpx.Client) -> World:
                 )
                 entities = {k: table.column(k).slice(0, 3).to_pylist() for k in keys}
                 views[spec.name].append(View(spec.name, project, fv.name, features, entities))
+            # On-demand views too: a foreign one is refused like a stored one, and its owner's
+            # worker never runs for another tenant.
+            odfvs = registry.list_on_demand_feature_views(project, allow_cache=False, skip_udf=True)
+            for odfv in odfvs:
+                entities = {}
+                for source in odfv.source_feature_view_projections.values():
+                    entities |= next(v for v in views[spec.name] if v.name == source.name).entities
+                for field in odfv.get_request_data_schema():
+                    entities[field] = [100, 200, 300]
+                outputs = tuple(f.name for f in odfv.features)
+                views[spec.name].append(View(spec.name, project, odfv.name, outputs, entities))
             services[spec.name] = [
                 s.name for s in registry.list_feature_services(project, allow_cache=False)
             ]
