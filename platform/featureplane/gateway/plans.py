@@ -12,11 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from google.protobuf.json_format import MessageToDict
+
 from featureplane.errors import BadRequestError, PermissionDeniedError
 from featureplane.gateway.logplans import ServiceLogging, compile_logging
 from featureplane.online import codec
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.spec import TenantSpec
+from featureplane.transform.support import refusal
 
 if TYPE_CHECKING:
     from feast.infra.registry.base_registry import BaseRegistry
@@ -165,30 +168,18 @@ def _odfv_plan(project: str, odfv: Any) -> OdfvPlan:
         proto=odfv.to_proto().SerializeToString(),
         # Not the bytes: Feast rebuilds a source projection in a varying order.
         updated=str(odfv.last_updated_timestamp),
-        refused=odfv_refusal(odfv),
+        refused=_refusal(odfv),
     )
 
 
-def odfv_refusal(odfv: Any) -> str | None:
-    """Why featureplane does not serve ``odfv`` (an OnDemandFeatureView, UDF not loaded), if it
-    does not; `plan` prints the same line."""
-    if odfv.write_to_online_store:
-        return (
-            f"on-demand feature view {odfv.name!r} has write_to_online_store=True: featureplane "
-            "does not compute stored transformations yet"
-        )
-    if odfv.aggregations:
-        return (
-            f"on-demand feature view {odfv.name!r} has aggregations, which featureplane does "
-            "not serve"
-        )
-    for projection in odfv.source_feature_view_projections.values():
-        if projection.join_key_map or projection.name_alias:
-            return (
-                f"on-demand feature view {odfv.name!r} renames a source ({projection.name!r}), "
-                "which featureplane does not serve"
-            )
-    return None
+def _refusal(odfv: Any) -> str | None:
+    spec = MessageToDict(odfv.to_proto().spec, preserving_proto_field_name=True)
+    reason = refusal(spec)
+    return (
+        f"on-demand feature view {odfv.name!r} is not served by the gateway: {reason}"
+        if reason
+        else None
+    )
 
 
 def _unversioned(view: str) -> str:

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from featureplane.settings import Settings
 from featureplane.sources import offline_dir
 from featureplane.tenancy.spec import TenantSpec
+from featureplane.transform.support import refusal
 
 if TYPE_CHECKING:
     from featureplane.registry.feast_plan import FeastPlan, RepoModule, RepoObject
@@ -185,19 +186,6 @@ def lint_entity_refs(repo: Path, objects: list[RepoObject]) -> Iterator[Finding]
             )
 
 
-def _unsupported(body: dict[str, Any]) -> str | None:
-    """Why the gateway refuses an on-demand view (what ``gateway.plans.odfv_refusal`` says)."""
-    if body.get("write_to_online_store"):
-        return "write_to_online_store=True (stored transformations are not computed yet)"
-    if body.get("aggregations"):
-        return "it has aggregations"
-    for name, source in (body.get("sources") or {}).items():
-        projection = source.get("feature_view_projection") or {}
-        if projection.get("join_key_map") or projection.get("name_alias"):
-            return f"it renames its source {name!r}"
-    return None
-
-
 def lint_objects(
     settings: Settings, spec: TenantSpec, repo: Path, objects: list[RepoObject]
 ) -> Iterator[Finding]:
@@ -217,7 +205,7 @@ def _object_findings(
 
     body = obj.spec
     is_view = obj.object_type in _VIEWS
-    refused = _unsupported(body) if obj.object_type == "on_demand_feature_view" else None
+    refused = refusal(body) if obj.object_type == "on_demand_feature_view" else None
     if refused:
         yield finding("unsupported", "warning", f"is not served by the gateway: {refused}")
     if (is_view or obj.object_type == "entity") and not _text(body.get("description")):
