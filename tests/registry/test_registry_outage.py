@@ -267,7 +267,8 @@ def test_registry_outage_is_ridden_out_and_recovered_by_itself(platform: Platfor
     finally:
         load.stop.set()
         for thread in threads:
-            thread.join(15)
+            if thread.ident is not None:  # started
+                thread.join(15)
         gateway.stop()
 
     # Nothing was written while it was down; apply works again.

@@ -214,6 +214,7 @@ def create_app(
             feature_log=FeatureLog(settings),
         )
         _sync_transforms(state)
+        await state.transforms.settle()  # uvicorn accepts on this process only after start-up
         if settings.kubernetes_auth:
             state.authenticator = Authenticator(tokens, _service_accounts(settings, state))
         app.state.gateway = state

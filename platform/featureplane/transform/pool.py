@@ -12,6 +12,7 @@ own workers' CPU. Calls wait for a free worker at most the tenant's time limit, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -133,6 +134,7 @@ class TenantTransforms:
         self.last_error: str | None = None
         self._closed = False
         self._started = False
+        self.settled = asyncio.Event()  # a first worker is up, or its start failed
         for reason in FAILURE_REASONS:  # every series from the start: rates of 0, not no data
             TRANSFORM_FAILURES.labels(tenant, reason)
         TRANSFORM_RESTARTS.labels(tenant)
@@ -165,6 +167,7 @@ class TenantTransforms:
         except Exception as exc:  # a view that cannot load: retry later, report meanwhile
             self.last_error = f"tenant {self.tenant!r}: transform worker did not start: {exc}"
             log.error("%s", self.last_error)
+            self.settled.set()
             self._replace_later()
             return
         if self._closed:
@@ -173,6 +176,7 @@ class TenantTransforms:
         self._live.add(worker)
         self._idle.put_nowait(worker)
         self._started = True
+        self.settled.set()
 
     def _replace_later(self) -> None:
         TRANSFORM_RESTARTS.labels(self.tenant).inc()
@@ -294,6 +298,15 @@ class TransformSupervisor:
             del self._previous[pool.tenant]
         await asyncio.sleep(pool.limits.timeout_seconds + 1)
         await pool.aclose()
+
+    async def settle(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """Wait until every tenant's first worker is up or failed to start, at most ``timeout``:
+        a gateway process that waits here before it accepts requests never answers an on-demand
+        view with 503 because it has only just started."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                for pool in self.pools():
+                    await pool.settled.wait()
 
     def get(self, tenant: str) -> TenantTransforms | None:
         entry = self._pools.get(tenant)
