@@ -14,6 +14,9 @@ auth types:
   (Feast lets the parser's exception escape, which gRPC reports as ``UNKNOWN``) and so the
   standard health service answers without a token (for probes).
 
+Nothing in the process rebuilds a tenant's UDF (:mod:`featureplane.registry.udfs`): Feast's
+server would ``exec`` its source on ``ApplyFeatureView``.
+
 The servicer gets no ``FeatureStore``: Feast uses it only for the dataset RPCs, which run
 offline retrievals and read or write arbitrary paths with the server's own credentials.
 """
@@ -49,6 +52,7 @@ from featureplane.feast_config import close_registry, open_registry
 from featureplane.online.clients import redis_client
 from featureplane.registry.permissions import OwnershipPolicy, OwnershipSecurityManager
 from featureplane.registry.token_parser import FeatureplaneTokenParser
+from featureplane.registry.udfs import keep_udfs_inert
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 
@@ -117,6 +121,7 @@ def start(settings: Settings, host: str, port: int, tls: TlsFiles | None = None)
     # Feast exempts a user named like this variable from every check; no featureplane user
     # may ever match it.
     os.environ.pop("INTRA_COMMUNICATION_BASE64", None)
+    keep_udfs_inert()  # this process holds every tenant's registry: no tenant's code runs here
     tenants_path = settings.tenants_path
     policy = OwnershipPolicy(
         lambda: TenantCatalog.load(tenants_path), settings.registry_refresh_seconds
