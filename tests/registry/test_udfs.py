@@ -17,7 +17,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]  # no stubs pinned
 import pytest
 
 from tests.support.registry_server import A, Platform, registry_db, remote_registry
