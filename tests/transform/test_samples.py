@@ -4,11 +4,13 @@ full feature names, for present and absent entities."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
 
+from featureplane.embedded.gateway import GatewayProcess
 from featureplane.feast_config import close_registry, open_registry
 from tests.support.deployment import Deployment, entity_rows, feast_answer, feature_views
 from tests.support.gateway import bearer, columns_by_name
@@ -97,3 +99,33 @@ def test_a_pandas_view_over_a_hundred_rows_equals_feast(
     assert resp.status_code == 200, resp.text
     theirs = columns_by_name(feast_answer(deployment, "fraud", features, rows, False))
     assert columns_by_name(resp.json()) == theirs
+
+
+@pytest.mark.parametrize("tenant", ["fraud", "recsys"])  # pricing's quota is 100 req/s
+def test_concurrent_requests_each_get_their_own_answer(
+    deployment: Deployment, gateway: GatewayProcess, tenant: str
+) -> None:
+    """Requests waiting together go to the worker as one batch: 30 at once, one entity row
+    each, every answer is its own row's (Feast computes the oracle)."""
+    name, source, request_data = ODFVS[tenant]
+    view = next(v for v in feature_views(deployment, tenant) if v.name == source)
+    rows, _ = entity_rows(deployment, tenant, view, n_present=25, n_absent=5)
+    for i, row in enumerate(rows):
+        row.update({k: v[i] for k, v in request_data.items()})
+    features = _odfv_features(deployment, tenant, name)
+    theirs = _feast(deployment, tenant, features, rows, False)
+
+    async def ask_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gateway.base, timeout=30) as client:
+            headers = bearer(deployment.tokens[tenant])
+            return await asyncio.gather(*(
+                client.post("/get-online-features", headers=headers, json={
+                    "features": features, "entities": {k: [v] for k, v in row.items()}
+                })
+                for row in rows
+            ))  # fmt: skip
+
+    answers = asyncio.run(ask_all())
+    assert [a.status_code for a in answers] == [200] * len(rows), answers[0].text
+    for i, answer in enumerate(answers):
+        assert columns_by_name(answer.json()) == {k: [v[i]] for k, v in theirs.items()}, rows[i]

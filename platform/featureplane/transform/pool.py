@@ -2,11 +2,12 @@
 
 Each gateway process owns, per tenant with on-demand feature views, ``transforms.workers``
 worker processes (:mod:`featureplane.transform.worker`, forked by its zygote) that it starts
-with itself, hands one
-call at a time, and replaces when one times out, exits or stops answering. A worker that fails
+with itself and replaces when one times out, exits or stops answering. A worker that fails
 again and again is restarted with exponential back-off, so a hostile tenant burns at most its
-own workers' CPU. Calls wait for a free worker at most the tenant's time limit, and at most
-``transforms.queue`` of them wait at once; past that a call is refused (503) at once.
+own workers' CPU. A free worker gets every call waiting at that moment as one batch (one round
+trip for many concurrent requests), sized to fit the time limit at the calls' measured cost.
+Calls wait for a worker at most the tenant's time limit, and at most ``transforms.queue`` of
+them wait at once; past that a call is refused (503) at once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -41,6 +43,7 @@ from featureplane.transform.protocol import (
     TransformCall,
     WorkerLoad,
     encode_request,
+    split_frames,
 )
 from featureplane.transform.zygote import Zygote
 
@@ -49,7 +52,31 @@ log = logging.getLogger("featureplane.transform")
 START_TIMEOUT_SECONDS = 30.0  # loading the views (the zygote imported Feast already)
 MAX_BACKOFF_SECONDS = 30.0
 FAILURE_REASONS = ("raised", "timeout", "exited", "busy")
+MAX_BATCH = 16  # calls sent to a worker at once
 NICE, PENALTY_NICE = 5, 15  # CFS weights 335 and 36: about 9 to 1 between them
+
+
+@dataclass(eq=False)
+class _Slot:
+    """A call waiting for a worker (``picked`` set when it is sent), then for its answer."""
+
+    call: TransformCall
+    views: str
+    picked: asyncio.Future[None]
+    result: asyncio.Future[GetOnlineFeaturesResponse]
+
+
+def _settle(slots: list[_Slot], outcome: GetOnlineFeaturesResponse | BaseException) -> None:
+    """Answer ``slots`` (those whose caller still waits)."""
+    for slot in slots:
+        if not slot.picked.done():
+            slot.picked.set_result(None)
+        if slot.result.done():  # the caller went away (cancelled)
+            continue
+        if isinstance(outcome, BaseException):
+            slot.result.set_exception(outcome)
+        else:
+            slot.result.set_result(outcome)
 
 
 @dataclass(frozen=True)
@@ -61,7 +88,7 @@ class Limits:
 
 
 class WorkerProcess:
-    """One running worker; one call at a time."""
+    """One running worker; one batch at a time."""
 
     def __init__(
         self, zygote: Zygote, pid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -129,7 +156,12 @@ class TenantTransforms:
         self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
         self._live: set[WorkerProcess] = set()
         self._starting: set[asyncio.Task[None]] = set()
-        self._waiting = 0
+        self._pending: deque[_Slot] = deque()
+        self._work = asyncio.Event()  # set when a call is pending
+        self._holding = 0  # 1 while the dispatcher holds a free worker, waiting for calls
+        self._call_seconds = 0.001  # a call's measured cost (moving average), to size batches
+        self._batches: set[asyncio.Task[None]] = set()
+        self._dispatcher: asyncio.Task[None] | None = None
         self._failures = 0  # consecutive, for the back-off
         self.last_error: str | None = None
         self._closed = False
@@ -140,6 +172,7 @@ class TenantTransforms:
         TRANSFORM_RESTARTS.labels(tenant)
 
     def start(self) -> None:
+        self._dispatcher = asyncio.create_task(self._dispatch())
         for _ in range(self.limits.workers):
             self._spawn(0.0)
 
@@ -191,53 +224,97 @@ class TenantTransforms:
 
     async def run(self, call: TransformCall, views: str) -> GetOnlineFeaturesResponse:
         """``call`` computed by a worker; ``views`` names the ODFVs for error messages."""
-        timeout = self.limits.timeout_seconds
-        if self._waiting >= self.limits.queue and self._idle.empty():
+        free = self._idle.qsize() + self._holding
+        if len(self._pending) >= self.limits.queue and not free:
             TRANSFORM_FAILURES.labels(self.tenant, "busy").inc()
             raise TransformBusyError(
-                f"{views}: {self._waiting} calls already wait for tenant {self.tenant!r}'s "
+                f"{views}: {len(self._pending)} calls already wait for tenant {self.tenant!r}'s "
                 f"transform workers (transforms.queue is {self.limits.queue})"
             )
-        self._waiting += 1
+        loop = asyncio.get_running_loop()
+        slot = _Slot(call, views, loop.create_future(), loop.create_future())
+        self._pending.append(slot)
+        self._work.set()
+        timeout = self.limits.timeout_seconds
         try:
             async with asyncio.timeout(timeout):
-                worker = await self._idle.get()
+                await slot.picked
         except TimeoutError:
-            TRANSFORM_FAILURES.labels(self.tenant, "busy").inc()
-            detail = f"; last failure: {self.last_error}" if self.last_error else ""
-            raise TransformBusyError(
-                f"{views}: no transform worker of tenant {self.tenant!r} was free within "
-                f"{timeout:g} s{detail}"
-            ) from None
-        finally:
-            self._waiting -= 1
+            if not slot.picked.done():  # still queued: nobody took it in time
+                self._pending.remove(slot)
+                TRANSFORM_FAILURES.labels(self.tenant, "busy").inc()
+                detail = f"; last failure: {self.last_error}" if self.last_error else ""
+                raise TransformBusyError(
+                    f"{views}: no transform worker of tenant {self.tenant!r} was free within "
+                    f"{timeout:g} s{detail}"
+                ) from None
+        except BaseException:  # cancelled while queued: never sent
+            if not slot.picked.done():
+                self._pending.remove(slot)
+            raise
+        return await slot.result
+
+    async def _dispatch(self) -> None:
+        """Hand each free worker every call waiting at that moment, as one batch: concurrent
+        requests cost one round trip to the worker rather than one each. A batch is sized so
+        it fits the time limit at the calls' measured cost."""
+        while True:
+            worker = await self._idle.get()
+            self._holding = 1
+            try:
+                while not self._pending:
+                    self._work.clear()
+                    await self._work.wait()
+            finally:
+                self._holding = 0
+            fits = self.limits.timeout_seconds / (4 * self._call_seconds)
+            size = max(1, min(MAX_BATCH, len(self._pending), int(fits)))
+            batch = [self._pending.popleft() for _ in range(size)]
+            for slot in batch:
+                slot.picked.set_result(None)
+            task = asyncio.create_task(self._run_batch(worker, batch))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    async def _run_batch(self, worker: WorkerProcess, batch: list[_Slot]) -> None:
+        timeout = self.limits.timeout_seconds
+        views = ", ".join(dict.fromkeys(slot.views for slot in batch))
         started = time.perf_counter()
         try:
-            reply = await worker.call(encode_request(call), timeout)
+            reply = await worker.call(encode_request(tuple(s.call for s in batch)), timeout)
+            replies = split_frames(reply)
+            if len(replies) != len(batch):
+                raise ConnectionError(f"{len(replies)} answers to {len(batch)} calls")
         except TimeoutError:
             self._retire(worker)
             self._fail("timeout", f"{views}: no answer within the {timeout:g} s limit "
                        "(transforms.timeout_ms); the worker was replaced")  # fmt: skip
-            raise TransformTimeoutError(self.last_error or "") from None
+            _settle(batch, TransformTimeoutError(self.last_error or ""))
+            return
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
             code = await worker.exit_code()
             self._retire(worker)
             how = "was killed" if code is not None and code < 0 else f"exited with code {code}"
             self._fail("exited", f"{views}: the transform worker {how}; it was replaced")
-            raise TransformFailedError(self.last_error or "") from None
+            _settle(batch, TransformFailedError(self.last_error or ""))
+            return
         except BaseException:  # cancelled mid-call: its reply would answer the next call
             self._retire(worker)
+            _settle(batch, TransformFailedError(f"{views}: the gateway is shutting down"))
             raise
         elapsed = time.perf_counter() - started
-        buffered_histogram(TRANSFORM_DURATION, self.tenant).observe(elapsed)
+        self._call_seconds += 0.2 * (elapsed / len(batch) - self._call_seconds)
         self._idle.put_nowait(worker)
         self._failures = 0
-        if reply[:1] == OUTPUT:
-            self.last_error = None
-            response: GetOnlineFeaturesResponse = GetOnlineFeaturesResponse.FromString(reply[1:])
-            return response
-        self._fail("raised", _text(reply))
-        raise TransformFailedError(self.last_error or "")
+        histogram = buffered_histogram(TRANSFORM_DURATION, self.tenant)
+        for slot, answer in zip(batch, replies, strict=True):
+            histogram.observe(elapsed)
+            if answer[:1] == OUTPUT:
+                self.last_error = None
+                _settle([slot], GetOnlineFeaturesResponse.FromString(answer[1:]))
+            else:
+                self._fail("raised", _text(answer))
+                _settle([slot], TransformFailedError(self.last_error or ""))
 
     def _fail(self, reason: str, message: str) -> None:
         TRANSFORM_FAILURES.labels(self.tenant, reason).inc()
@@ -245,10 +322,15 @@ class TenantTransforms:
 
     async def aclose(self) -> None:
         self._closed = True
-        starting = list(self._starting)
-        for task in starting:
+        tasks = [*self._starting, *self._batches]
+        if self._dispatcher is not None:
+            tasks.append(self._dispatcher)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*starting, return_exceptions=True)  # they close what they opened
+        await asyncio.gather(*tasks, return_exceptions=True)  # they close what they opened
+        _settle(list(self._pending), TransformBusyError(f"tenant {self.tenant!r}'s transform "
+                                                        "workers were replaced"))  # fmt: skip
+        self._pending.clear()
         for worker in list(self._live):
             worker.kill()
         for worker in list(self._live):

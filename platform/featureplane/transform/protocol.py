@@ -1,7 +1,9 @@
 """The wire between the gateway and a tenant's transform worker: length-prefixed frames on pipes.
 
-The gateway trusts what it sends, so a call is pickled. The worker runs tenant code, so nothing
-it sends back is ever unpickled: a reply is one tag byte, then either Feast's own
+The gateway trusts what it sends, so a message is pickled: a :class:`WorkerLoad` once, then
+batches of :class:`TransformCall` (the calls that were waiting when the worker became free).
+The worker runs tenant code, so nothing it sends back is ever unpickled: it answers a batch
+with one frame holding a frame per call, each one tag byte, then either Feast's own
 ``GetOnlineFeaturesResponse`` message (the computed feature names and values, parsed by
 protobuf) or a UTF-8 error line.
 """
@@ -52,12 +54,30 @@ def frame(payload: bytes) -> bytes:
     return HEADER.pack(len(payload)) + payload
 
 
-def encode_request(message: TransformCall | WorkerLoad) -> bytes:
+Batch = tuple[TransformCall, ...]
+
+
+def encode_request(message: Batch | WorkerLoad) -> bytes:
     return frame(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def decode_request(payload: bytes) -> TransformCall | WorkerLoad:
+def decode_request(payload: bytes) -> Batch | WorkerLoad:
     message = pickle.loads(payload)  # from the gateway, never from a worker
-    if not isinstance(message, TransformCall | WorkerLoad):
-        raise TypeError(f"unexpected message {type(message).__name__}")
-    return message
+    if isinstance(message, WorkerLoad):
+        return message
+    if isinstance(message, tuple) and all(isinstance(c, TransformCall) for c in message):
+        return message
+    raise TypeError(f"unexpected message {type(message).__name__}")
+
+
+def split_frames(payload: bytes) -> list[bytes]:
+    """The frames ``payload`` is made of (a worker's answers to a batch)."""
+    parts, at = [], 0
+    while at < len(payload):
+        (size,) = HEADER.unpack_from(payload, at)
+        at += HEADER.size
+        if at + size > len(payload):
+            raise ConnectionError("a truncated answer")
+        parts.append(payload[at : at + size])
+        at += size
+    return parts

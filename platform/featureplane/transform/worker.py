@@ -164,7 +164,8 @@ def main(argv: list[str]) -> int:
     if payload is None:
         return 0
     load = decode_request(payload)
-    assert isinstance(load, WorkerLoad)
+    if not isinstance(load, WorkerLoad):
+        return 1
     try:
         views = _load(load)
     except Exception as exc:  # reported to the gateway, then exit
@@ -174,15 +175,19 @@ def main(argv: list[str]) -> int:
     replies.write(frame(READY))
     replies.flush()
     while (payload := _read(stdin)) is not None:
-        call = decode_request(payload)
-        assert isinstance(call, TransformCall)
-        try:
-            reply = OUTPUT + _compute(views, call)
-        except Exception as exc:  # MemoryError too: the worker survives a refused allocation
-            reply = _failure(exc)
-        replies.write(frame(reply))
+        batch = decode_request(payload)
+        if isinstance(batch, WorkerLoad):
+            return 1
+        replies.write(frame(b"".join(frame(_answer(views, call)) for call in batch)))
         replies.flush()
     return 0
+
+
+def _answer(views: dict[str, Any], call: TransformCall) -> bytes:
+    try:
+        return OUTPUT + _compute(views, call)
+    except Exception as exc:  # MemoryError too: the worker survives a refused allocation
+        return _failure(exc)
 
 
 if __name__ == "__main__":

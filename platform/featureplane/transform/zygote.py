@@ -64,8 +64,10 @@ class Zygote:
         await self.aclose()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
+            # -O turns Feast's typeguard checks off: a third of a singleton view's call.
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", "-m", "featureplane.transform.zygote", str(theirs.fileno()),
+                sys.executable, "-I", "-O", "-m", "featureplane.transform.zygote",
+                str(theirs.fileno()),
                 pass_fds=[theirs.fileno()],
                 env=worker_environment(),
                 cwd=tempfile.gettempdir(),
