@@ -214,13 +214,14 @@ STORED_ODFV = """
 from datetime import timedelta
 from typing import Any
 
-from feast import Entity, FeatureView, Field
+from feast import Entity, FeatureView, Field, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64
 
 from featureplane import parquet_source
 
 rider = Entity(name="rider", join_keys=["rider_id"])
+bonus = RequestSource(name="bonus", schema=[Field(name="bonus_km", dtype=Float64)])
 trips = FeatureView(
     name="trips", entities=[rider], ttl=timedelta(days=1),
     schema=[Field(name="rider_id", dtype=Int64), Field(name="km", dtype=Float64)],
@@ -229,11 +230,12 @@ trips = FeatureView(
 
 
 @on_demand_feature_view(
-    sources=[trips], schema=[Field(name="miles", dtype=Float64)], mode="python",
-    write_to_online_store=True,
+    sources=[trips, bonus], schema=[Field(name="miles", dtype=Float64)], mode="python",
+    entities=[rider], write_to_online_store=True,
 )
 def stored_miles(inputs: dict[str, Any]) -> dict[str, Any]:
-    return {"miles": [None if k is None else k / 1.609 for k in inputs["km"]]}
+    return {"miles": [None if k is None else (k + b) / 1.609
+                      for k, b in zip(inputs["km"], inputs["bonus_km"])]}
 """
 
 
@@ -246,6 +248,6 @@ def test_plan_names_what_the_gateway_refuses_in_one_line(platform: Platform) -> 
     assert proc.returncode == 0, proc.stderr
     (finding,) = json.loads(proc.stdout)["lint"]
     assert (finding["rule"], finding["name"]) == ("unsupported", "stored_miles")
-    assert "not served by the gateway: write_to_online_store=True" in finding["message"]
+    assert "write_to_online_store=True with request data" in finding["message"]
     table = cli(tree, "plan", "govodfv").stdout
     assert "[unsupported] feature_repo/govodfv/defs.py (stored_miles)" in table

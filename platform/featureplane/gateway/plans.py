@@ -119,12 +119,17 @@ def compile_project(
         *registry.list_feature_views(project, allow_cache=False),
         *registry.list_label_views(project, allow_cache=False),
     ]
-    for fv in stored:
+    # skip_udf: the gateway never unpickles a tenant's function (that would run its code here).
+    on_demand = registry.list_on_demand_feature_views(project, allow_cache=False, skip_udf=True)
+    # A stored on-demand view (write_to_online_store) is read like a feature view: materialize
+    # wrote its values under its name, as Feast's materialization does.
+    written = [v for v in on_demand if v.write_to_online_store and _refusal(v) is None]
+    for fv in [*stored, *written]:
         key_types = {c.name: _value_type(c.dtype) for c in fv.entity_columns}
         for join_key in fv.join_keys:
             key_types.setdefault(join_key, entities.get(join_key, 0))
         join_keys = tuple(sorted(fv.join_keys))
-        ttl = int(fv.ttl.total_seconds()) if fv.ttl else 0
+        ttl = int(fv.ttl.total_seconds()) if getattr(fv, "ttl", None) else 0
         checked = owner is not None and owner.serving.ttl_check.enabled(fv.name)
         views[fv.name] = ViewPlan(
             project=project,
@@ -146,9 +151,7 @@ def compile_project(
         )
         for fs in feature_services
     }
-    # skip_udf: the gateway never unpickles a tenant's function (that would run its code here).
-    on_demand = registry.list_on_demand_feature_views(project, allow_cache=False, skip_udf=True)
-    odfvs = {v.name: _odfv_plan(project, v) for v in on_demand}
+    odfvs = {v.name: _odfv_plan(project, v) for v in on_demand if v.name not in views}
     tenant = owner.name if owner is not None else project
     logging = compile_logging(project, tenant, feature_services, [*stored, *on_demand])
     return ProjectPlan(project, views, services, odfvs, logging)

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from google.protobuf.json_format import MessageToDict
 
 from featureplane.errors import MaterializationError
 from featureplane.feast_config import feature_store
@@ -52,9 +53,13 @@ from featureplane.quality.drift import DriftMonitor, DriftScore
 from featureplane.settings import Settings
 from featureplane.sources import offline_dir
 from featureplane.tenancy.spec import TenantSpec
+from featureplane.transform.batch import transform_frame
+from featureplane.transform.protocol import WorkerLoad
+from featureplane.transform.support import refusal
 
 if TYPE_CHECKING:
-    from feast import FeatureStore, FeatureView
+    from feast import FeatureStore, FeatureView, OnDemandFeatureView
+    from redis import Redis
 
 
 @dataclass
@@ -278,6 +283,8 @@ def _materialize(
             rows, newest = times[source.name].window_stats(*window)
             runs.record_success(control, spec.name, fv.name, rows, seconds, newest)
             report.views.append(ViewRun(fv.name, *window, seconds, rows))
+        for odfv in _stored_transforms(store):
+            _materialize_stored(settings, spec, store, odfv, report, control, say)
     if start is None and end is None:
         # Incremental windows start at or before the pending events, end now, and every view
         # went through: nothing is pending any more. An explicit --start or --end may have left
@@ -288,6 +295,88 @@ def _materialize(
     report.quality = checker.verdicts
     report.drift = drift.scores
     return report
+
+
+def _stored_transforms(store: FeatureStore) -> list[OnDemandFeatureView]:
+    """The project's on-demand views that materialization writes (``write_to_online_store``),
+    read without their functions (skip_udf: this process never runs tenant code). Those
+    featureplane refuses are left to `plan`, which names them."""
+    views = store.registry.list_on_demand_feature_views(
+        store.project, allow_cache=False, skip_udf=True
+    )
+    return [
+        v
+        for v in views
+        if v.write_to_online_store
+        and v.enabled
+        and refusal(MessageToDict(v.to_proto().spec, preserving_proto_field_name=True)) is None
+    ]
+
+
+def _materialize_stored(
+    settings: Settings,
+    spec: TenantSpec,
+    store: FeatureStore,
+    odfv: OnDemandFeatureView,
+    report: MaterializeReport,
+    control: Redis,
+    say: Progress,
+) -> None:
+    """Compute a stored on-demand view over its source's latest rows, as Feast's
+    materialization does (``FeatureStore._materialize_odfv``: the window is the source's ttl,
+    or 52 weeks, up to the end of the source's run), in a sealed worker of the tenant, and
+    write the result under the view's name. Runs only when its source was materialized now."""
+    (projection,) = odfv.source_feature_view_projections.values()
+    source_run = next((v for v in report.views if v.feature_view == projection.name), None)
+    if source_run is None:
+        say(f"{odfv.name}: nothing new")
+        return
+    source = store.get_feature_view(projection.name)
+    end = source_run.end
+    start = end - (source.ttl if source.ttl else timedelta(weeks=52))
+    say(f"{odfv.name}: {start:%Y-%m-%d %H:%M:%S} -> {end:%Y-%m-%d %H:%M:%S} (computed)")
+    began = time.perf_counter()
+    runs.record_start(control, spec.name, odfv.name)
+    try:
+        batch = source.batch_source
+        latest = (
+            store._get_provider()
+            .offline_store.pull_latest_from_table_or_query(
+                config=store.config,
+                data_source=batch,
+                join_key_columns=source.join_keys,
+                feature_name_columns=[f.name for f in source.features],
+                timestamp_field=batch.timestamp_field,
+                created_timestamp_column=batch.created_timestamp_column or None,
+                start_date=start,
+                end_date=end,
+            )
+            .to_df()
+        )
+        # What Feast's retrieval hands the transformation: the keys, the event time under
+        # Feast's entity-frame name, and the features the view takes from its source.
+        inputs = latest[
+            [*source.join_keys, batch.timestamp_field, *(f.name for f in projection.features)]
+        ].rename(columns={batch.timestamp_field: "event_timestamp"})
+        load = WorkerLoad(
+            spec.feast_project,
+            str(settings.feature_repo_path / spec.name),
+            (odfv.to_proto().SerializeToString(),),
+        )
+        join_keys = {name: store.get_entity(name).join_key for name in odfv.entities}
+        limit = spec.transforms.memory_mb
+        output = transform_frame(
+            load, odfv.name, join_keys, inputs, limit, settings.plan_timeout_seconds
+        )
+        if len(output):
+            store._get_provider().ingest_df(odfv, output)
+    except Exception as exc:
+        runs.record_failure(control, spec.name, odfv.name, time.perf_counter() - began)
+        raise MaterializationError(f"{spec.name}/{odfv.name}: {exc}") from exc
+    seconds = time.perf_counter() - began
+    newest = inputs["event_timestamp"].max().timestamp() if len(inputs) else None
+    runs.record_success(control, spec.name, odfv.name, len(output), seconds, newest)
+    report.views.append(ViewRun(odfv.name, start, end, seconds, len(output)))
 
 
 def report_lines(report: MaterializeReport) -> tuple[str, list[str]]:

@@ -140,6 +140,11 @@ class WorkerProcess:
         return await self.zygote.exit_status(self.pid)
 
 
+def describe(code: int | None) -> str:
+    """How a worker ended, from its exit status (negative: the signal that killed it)."""
+    return "was killed" if code is not None and code < 0 else f"exited with code {code}"
+
+
 def _text(reply: bytes) -> str:
     body = reply[1:] if reply[:1] == ERROR else reply
     return body.decode("utf-8", "replace")
@@ -294,8 +299,7 @@ class TenantTransforms:
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
             code = await worker.exit_code()
             self._retire(worker)
-            how = "was killed" if code is not None and code < 0 else f"exited with code {code}"
-            self._fail("exited", f"{views}: the transform worker {how}; it was replaced")
+            self._fail("exited", f"{views}: the transform worker {describe(code)}; it was replaced")
             _settle(batch, TransformFailedError(self.last_error or ""))
             return
         except BaseException:  # cancelled mid-call: its reply would answer the next call

@@ -1,7 +1,8 @@
 """The wire between the gateway and a tenant's transform worker: length-prefixed frames on pipes.
 
 The gateway trusts what it sends, so a message is pickled: a :class:`WorkerLoad` once, then
-batches of :class:`TransformCall` (the calls that were waiting when the worker became free).
+batches of :class:`TransformCall` (the calls that were waiting when the worker became free), or
+for materialization :class:`FrameTransform` (answered with one Arrow IPC frame).
 The worker runs tenant code, so nothing it sends back is ever unpickled: it answers a batch
 with one frame holding a frame per call, each one tag byte, then either Feast's own
 ``GetOnlineFeaturesResponse`` message (the computed feature names and values, parsed by
@@ -41,6 +42,16 @@ class TransformCall(NamedTuple):
     columns: tuple[Column, ...]
 
 
+class FrameTransform(NamedTuple):
+    """A stored on-demand view (``write_to_online_store=True``) computed over a frame of its
+    source's rows, for materialization; answered with the output frame as an Arrow IPC stream
+    (parsed by pyarrow, never unpickled)."""
+
+    view: str
+    join_keys: dict[str, str]  # the view's entities by name -> their join keys
+    frame: Any  # pandas.DataFrame: the join keys, event timestamp and source features
+
+
 class WorkerLoad(NamedTuple):
     """What a worker loads once at start: the tenant's ODFVs as registry protos."""
 
@@ -57,13 +68,16 @@ def frame(payload: bytes) -> bytes:
 Batch = tuple[TransformCall, ...]
 
 
-def encode_request(message: Batch | WorkerLoad) -> bytes:
+Message = Batch | FrameTransform | WorkerLoad
+
+
+def encode_request(message: Message) -> bytes:
     return frame(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def decode_request(payload: bytes) -> Batch | WorkerLoad:
+def decode_request(payload: bytes) -> Message:
     message = pickle.loads(payload)  # from the gateway, never from a worker
-    if isinstance(message, WorkerLoad):
+    if isinstance(message, WorkerLoad | FrameTransform):
         return message
     if isinstance(message, tuple) and all(isinstance(c, TransformCall) for c in message):
         return message

@@ -9,8 +9,15 @@ from typing import Any
 def refusal(spec: dict[str, Any]) -> str | None:
     """Why the gateway refuses the on-demand view whose spec is ``spec`` (its protobuf spec as
     ``MessageToDict(..., preserving_proto_field_name=True)``), if it does."""
+    sources = (spec.get("sources") or {}).values()
     if spec.get("write_to_online_store"):
-        return "write_to_online_store=True (stored transformations are not computed yet)"
+        # Materialization computes a stored view from its one source view's rows (Feast joins
+        # several at each row's time: a retrieval that would decode every view's UDF).
+        if any("request_data_source" in source for source in sources):
+            return "write_to_online_store=True with request data (none at materialization)"
+        views = sum(1 for source in sources if "request_data_source" not in source)
+        if views != 1:
+            return f"write_to_online_store=True over {views} feature views (one is supported)"
     if spec.get("aggregations"):
         return "it has aggregations"
     for name, source in (spec.get("sources") or {}).items():

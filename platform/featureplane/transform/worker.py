@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from types import SimpleNamespace
 from typing import IO, Any
 
 from featureplane.confine import die_with_parent, limit_address_space
@@ -25,6 +26,7 @@ from featureplane.transform.protocol import (
     HEADER,
     OUTPUT,
     READY,
+    FrameTransform,
     TransformCall,
     WorkerLoad,
     decode_request,
@@ -145,8 +147,8 @@ def _failing_view(exc: BaseException) -> str | None:
     return None
 
 
-def _failure(exc: BaseException) -> bytes:
-    view = _failing_view(exc)
+def _failure(exc: BaseException, view: str | None = None) -> bytes:
+    view = view or _failing_view(exc)
     subject = f"on-demand feature view {view!r}" if view else "the transformation"
     if isinstance(exc, MemoryError):
         text = f"{subject} ran out of memory (the tenant's transforms.memory_mb limit)"
@@ -175,12 +177,47 @@ def main(argv: list[str]) -> int:
     replies.write(frame(READY))
     replies.flush()
     while (payload := _read(stdin)) is not None:
-        batch = decode_request(payload)
-        if isinstance(batch, WorkerLoad):
+        message = decode_request(payload)
+        if isinstance(message, WorkerLoad):
             return 1
-        replies.write(frame(b"".join(frame(_answer(views, call)) for call in batch)))
+        if isinstance(message, FrameTransform):
+            replies.write(frame(_stored(views, message)))
+        else:
+            replies.write(frame(b"".join(frame(_answer(views, call)) for call in message)))
         replies.flush()
     return 0
+
+
+class _Entities:
+    """What Feast's offline transformation asks its ``FeatureStore`` for: entities' join keys."""
+
+    def __init__(self, join_keys: dict[str, str]) -> None:
+        self._join_keys = join_keys
+
+    def get_entity(self, name: str) -> Any:
+        return SimpleNamespace(join_key=self._join_keys[name])
+
+
+def _stored(views: dict[str, Any], message: FrameTransform) -> bytes:
+    """A stored view computed over its source rows as Feast's materialization computes it
+    (``FeatureStore._transform_on_demand_feature_view_df``), as an Arrow IPC stream."""
+    import pyarrow as pa
+    from feast import FeatureStore
+
+    try:
+        view, store = views[message.view], _Entities(message.join_keys)
+        transform = FeatureStore._transform_on_demand_feature_view_df
+        frame_ = transform(store, view, message.frame)
+        # Feast's write path (write_to_online_store) transforms what it is given once more.
+        frame_ = transform(store, view, frame_)
+        table = pa.Table.from_pandas(frame_, preserve_index=False)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        stream: bytes = sink.getvalue().to_pybytes()
+    except Exception as exc:
+        return _failure(exc, message.view)
+    return OUTPUT + stream
 
 
 def _answer(views: dict[str, Any], call: TransformCall) -> bytes:
