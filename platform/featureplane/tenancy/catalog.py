@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -137,8 +139,13 @@ class TenantCatalog(Mapping[str, TenantSpec]):
                 self.root / name / SPEC_FILE, [("<file>", f"no such tenant (known: {known})")]
             ) from None
 
-    def by_project(self) -> dict[str, TenantSpec]:
-        return {spec.feast_project: spec for spec in self.tenants.values()}
+    def by_project(self) -> Mapping[str, TenantSpec]:
+        """Tenants by Feast project (built once: the gateway asks per request)."""
+        return self._by_project
+
+    @cached_property
+    def _by_project(self) -> Mapping[str, TenantSpec]:
+        return MappingProxyType({spec.feast_project: spec for spec in self.tenants.values()})
 
 
 def schema_document() -> dict[str, Any]:
