@@ -1,12 +1,16 @@
 """A hostile tenant's on-demand feature views — one loops, one raises, one exits the process,
-one allocates without bound, one reads its environment — against the real gateway: each gets a
-JSON error naming the view (504 on timeout), its worker is replaced, the worker holds no secret,
-and another tenant's answers stay right with its p99 in bounds (the figures are printed)."""
+one allocates without bound, one reads its environment, one dials 127.0.0.1, one pries into the
+gateway's /proc files — against the real gateway: each gets a JSON error naming the view (504
+on timeout), its worker is replaced, the worker holds no secret and reaches neither the network
+nor the gateway's environment, and another tenant's answers stay right with its p99 in bounds
+(the figures are printed)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import statistics
 import threading
 import time
@@ -18,6 +22,8 @@ import pytest
 
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.embedded.redis import EmbeddedRedis
+from featureplane.transform.zygote import namespaces
+from tests.support.components import require
 from tests.support.gateway import bearer, columns_by_name, start_gateway
 from tests.support.trees import OWNER, TENANT_YAML, Platform, Tree, cli
 
@@ -78,6 +84,39 @@ def peeks(inputs: dict[str, Any]) -> dict[str, Any]:
     import os
 
     return {"y": [repr(dict(os.environ)) for _ in inputs["x"]]}
+
+
+@_view("dials", String)
+def dials(inputs: dict[str, Any]) -> dict[str, Any]:
+    import errno
+    import socket
+
+    out = []
+    for port in inputs["x"]:  # a port on 127.0.0.1
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            out.append("connected")
+        except OSError as exc:
+            out.append(errno.errorcode.get(exc.errno or 0, type(exc).__name__))
+    return {"y": out}
+
+
+@_view("pries", String)
+def pries(inputs: dict[str, Any]) -> dict[str, Any]:
+    import json
+    import os
+
+    if inputs["x"][0] != 7:
+        return {"y": ["" for _ in inputs["x"]]}
+    with open(f"/proc/{os.getppid()}/stat") as stat:  # the zygote's parent: the gateway
+        gateway = int(stat.read().rpartition(")")[2].split()[1])
+    try:
+        with open(f"/proc/{gateway}/environ", "rb") as environ:
+            seen = environ.read().decode(errors="replace")
+    except OSError as exc:
+        seen = type(exc).__name__
+    found = {"gateway": gateway, "environ": seen, "net": os.readlink("/proc/self/ns/net")}
+    return {"y": [json.dumps(found) for _ in inputs["x"]]}
 """
 
 CALM = """
@@ -197,6 +236,32 @@ def test_workers_hold_no_secret(served: tuple[Tree, GatewayProcess, dict[str, st
         # set by importing Feast, inside the worker: a temp folder of its own
         "PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR",
     }  # fmt: skip
+
+
+def test_workers_reach_no_network_and_cannot_read_the_gateway(
+    served: tuple[Tree, GatewayProcess, dict[str, str]], redis_server: EmbeddedRedis
+) -> None:
+    """The zygote, so every worker, runs in network and user namespaces of its own: no
+    connection, not even to the Redis and the gateway listening on 127.0.0.1, and the gateway's
+    /proc/<pid>/environ (its Redis URL) is closed to it although both run as one OS user."""
+    require(bool(namespaces()), "unprivileged user namespaces (util-linux unshare)")
+    tree, gateway, tokens = served
+    for port in (redis_server.port, gateway.port):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()  # both do listen
+        resp = _ask(gateway, tokens["rogue"], "dials", port)
+        assert resp.status_code == 200, resp.text
+        (seen,) = resp.json()["results"][0]["values"]
+        assert seen == "ENETUNREACH", f"a worker dialling 127.0.0.1:{port}: {seen}"
+
+    resp = _ask(gateway, tokens["rogue"], "pries", 7)
+    assert resp.status_code == 200, resp.text
+    found = json.loads(resp.json()["results"][0]["values"][0])
+    assert found["environ"] == "PermissionError", found["environ"][:200]
+    with open(f"/proc/{found['gateway']}/environ", "rb") as environ:  # the test may, as its user
+        assert tree.settings.require_redis_url().encode() in environ.read()
+    assert found["net"] != os.readlink("/proc/self/ns/net")
+    assert found["net"] != os.readlink(f"/proc/{found['gateway']}/ns/net")
+    print(f"\nworker: 127.0.0.1 unreachable, gateway environ refused, net {found['net']}")
 
 
 def _latencies(gateway: GatewayProcess, token: str, n: int) -> list[float]:

@@ -34,24 +34,20 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from featureplane.confine import (
-    PR_GET_DUMPABLE,
-    PR_SET_DUMPABLE,
     die_with_parent,
     limit_address_space,
-    prctl,
+    undumpable,
+    unshare_prefix,
 )
 from featureplane.errors import FeatureplaneError
 from featureplane.feast_config import feast_env, template_path
@@ -101,7 +97,7 @@ def run_sandboxed(
             (work / sub).mkdir()
         out, err = work / "stdout", work / "stderr"
         # Files, not pipes: a grandchild that escaped the kill cannot hold the parent up.
-        with out.open("wb") as stdout, err.open("wb") as stderr, _undumpable():
+        with out.open("wb") as stdout, err.open("wb") as stderr, undumpable():
             proc = subprocess.Popen(
                 command,
                 env=child_env(settings, spec, registry, work),
@@ -151,55 +147,15 @@ def child_env(settings: Settings, spec: TenantSpec, registry: Path, work: Path) 
     }
 
 
-@functools.cache
 def namespaces() -> tuple[str, ...]:
     """The ``unshare`` prefix that gives the child namespaces of its own, or () where
     unprivileged user namespaces are unavailable (probed once per process)."""
-    unshare = shutil.which("unshare", path="/usr/bin:/bin")
-    if unshare is None:
-        return ()
-    command = (unshare, *_UNSHARE)
-    try:
-        probe = subprocess.run([*command, "true"], env={}, capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return ()
-    return command if probe.returncode == 0 else ()
+    return unshare_prefix(*_UNSHARE)
 
 
 def _bound(memory_mb: int) -> None:  # pragma: no cover - runs in the child before exec
     limit_address_space(memory_mb * 1024 * 1024)
     die_with_parent()  # no orphaned child keeps writing after featureplane was killed
-
-
-class _Dumpable:
-    """Clears the process's dumpable flag while any sandbox runs (threads may run several),
-    and restores it after the last one: a non-dumpable process's /proc files are root's."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running = 0
-        self._was: int = 1
-
-    @contextmanager
-    def cleared(self) -> Iterator[None]:
-        if prctl is None:
-            yield
-            return
-        with self._lock:
-            if self._running == 0:
-                self._was = prctl(PR_GET_DUMPABLE)
-                prctl(PR_SET_DUMPABLE, 0)
-            self._running += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._running -= 1
-                if self._running == 0 and self._was == 1:
-                    prctl(PR_SET_DUMPABLE, 1)
-
-
-_undumpable = _Dumpable().cleared
 
 
 # -- what became of the child -----------------------------------------------------------------

@@ -9,6 +9,13 @@ code itself: it only forks. The gateway sends it a request and one end of a fres
 stdin and stdout and becomes a worker (:func:`featureplane.transform.worker.main`). The zygote
 answers with the child's pid and later reports the child's exit status.
 
+Where unprivileged user namespaces work (probed once, with util-linux ``unshare``), the zygote
+is started in user, network and IPC namespaces of its own, and so is every worker it forks: no
+network interface is up there, so tenant code can open no connection (not even to 127.0.0.1),
+and being in a child user namespace it may not read the gateway's ``/proc/<pid>/environ`` or
+memory. Everything a worker uses is an inherited descriptor, which a namespace does not cut.
+No PID namespace: the pids the zygote reports are the ones the gateway kills.
+
 Control messages, zygote to gateway: ``R`` (ready), ``S<pid>`` (spawned), ``X<pid><status>``
 (exited; a negative status is the killing signal).
 """
@@ -25,10 +32,21 @@ import sys
 import tempfile
 from collections import deque
 
-from featureplane.confine import die_with_parent
+from featureplane.confine import DUMPABLE, die_with_parent, unshare_prefix
 
 _PID = struct.Struct(">i")
 _EXIT = struct.Struct(">ii")  # also a spawn request: memory_mb, nice
+# Without --fork, unshare execs the zygote in place: the process the gateway holds, kills and
+# whose death kills the workers (PR_SET_PDEATHSIG) is the zygote itself. Root inside the user
+# namespace is the platform's OS user outside it, with no capability there: a worker can
+# neither renice itself up nor raise its hard RLIMIT_AS (both checked in the initial namespace).
+_UNSHARE = ("--user", "--map-root-user", "--net", "--ipc")
+
+
+def namespaces() -> tuple[str, ...]:
+    """The ``unshare`` prefix that starts the zygote in namespaces of its own, or () where
+    unprivileged user namespaces are unavailable (probed once per process)."""
+    return unshare_prefix(*_UNSHARE)
 
 
 def worker_environment() -> dict[str, str]:
@@ -57,16 +75,22 @@ class Zygote:
         self._exits: dict[int, asyncio.Future[int]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._held = False  # this process's dumpable flag is held cleared for the zygote
 
     async def _ensure(self) -> socket.socket:
         if self._control is not None and self._process and self._process.returncode is None:
             return self._control
         await self.aclose()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # The zygote's workers run tenant code as this OS user: outside a user namespace they
+        # could read this process's /proc/<pid>/environ (the platform's secrets) but for this.
+        DUMPABLE.hold()
+        self._held = True
         try:
+            walls = await asyncio.to_thread(namespaces)  # a probe, the first time only
             # -O turns Feast's typeguard checks off: a third of a singleton view's call.
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", "-O", "-m", "featureplane.transform.zygote",
+                *walls, sys.executable, "-I", "-O", "-m", "featureplane.transform.zygote",
                 str(theirs.fileno()),
                 pass_fds=[theirs.fileno()],
                 env=worker_environment(),
@@ -163,6 +187,9 @@ class Zygote:
                 self._process.kill()  # its workers die with it (PR_SET_PDEATHSIG)
             await self._process.wait()
         self._process = None
+        if self._held:
+            DUMPABLE.release()
+            self._held = False
 
 
 # -- the zygote process ------------------------------------------------------------------------
