@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
+from google.protobuf.message import DecodeError
 
 from featureplane.errors import (
     TransformBusyError,
@@ -313,12 +314,18 @@ class TenantTransforms:
         histogram = buffered_histogram(TRANSFORM_DURATION, self.tenant)
         for slot, answer in zip(batch, replies, strict=True):
             histogram.observe(elapsed)
-            if answer[:1] == OUTPUT:
-                self.last_error = None
-                _settle([slot], GetOnlineFeaturesResponse.FromString(answer[1:]))
-            else:
+            if answer[:1] != OUTPUT:
                 self._fail("raised", _text(answer))
                 _settle([slot], TransformFailedError(self.last_error or ""))
+                continue
+            try:
+                response = GetOnlineFeaturesResponse.FromString(answer[1:])
+            except DecodeError:  # a worker's answer is tenant-controlled bytes
+                self._fail("raised", f"{slot.views}: the transform worker's answer is malformed")
+                _settle([slot], TransformFailedError(self.last_error or ""))
+                continue
+            self.last_error = None
+            _settle([slot], response)
 
     def _fail(self, reason: str, message: str) -> None:
         TRANSFORM_FAILURES.labels(self.tenant, reason).inc()

@@ -88,6 +88,8 @@ def split_frames(payload: bytes) -> list[bytes]:
     """The frames ``payload`` is made of (a worker's answers to a batch)."""
     parts, at = [], 0
     while at < len(payload):
+        if at + HEADER.size > len(payload):
+            raise ConnectionError("a truncated answer")
         (size,) = HEADER.unpack_from(payload, at)
         at += HEADER.size
         if at + size > len(payload):
