@@ -49,6 +49,17 @@ def stored_rates(inputs: pd.DataFrame) -> pd.DataFrame:
 )
 def stored_trips(inputs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"trips_doubled": inputs["avg_daily_trips"] * 2})
+
+
+@on_demand_feature_view(  # refused: no request data at materialization
+    sources=[driver_stats_fv, input_request],
+    schema=[Field(name="conv_plus_val", dtype=Float64)],
+    entities=[driver],
+    mode="pandas",
+    write_to_online_store=True,
+)
+def stored_with_request(inputs: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"conv_plus_val": inputs["conv_rate"] + inputs["val_to_add"]})
 """
 
 FEATURES = ["stored_rates:conv_plus_acc", "stored_trips:trips_doubled"]
@@ -105,6 +116,12 @@ def test_stored_views_are_served_as_feast_stores_them(
     assert ours["trips_doubled"] == expected["trips_doubled"]
     for got, want in zip(ours["conv_plus_acc"], expected["conv_plus_acc"], strict=True):
         assert got == (None if want is None else pytest.approx(want, rel=1e-6))
+    refused = {"features": ["stored_with_request:conv_plus_val"], "entities": body["entities"]}
+    resp_refused = httpx.post(
+        f"{gateway.base}/get-online-features", json=refused, headers=bearer(token)
+    )
+    assert resp_refused.status_code == 400, resp_refused.text
+    assert "write_to_online_store=True with request data" in resp_refused.text
     statuses = resp.json()["results"][1]["statuses"]
     assert (statuses[0], statuses[-1]) == ("PRESENT", "NOT_FOUND")
 
@@ -117,6 +134,10 @@ def test_materialize_records_the_stored_views(stored: tuple[Tree, GatewayProcess
     before = runs.parse(client.hgetall(runs.runs_key(TENANT)))
     done = cli(tree, "materialize", TENANT)
     assert done.returncode == 0, done.stderr
+    assert (
+        "not computed quickstart/stored_with_request: write_to_online_store=True with request"
+        in " ".join(done.stdout.split())
+    ), done.stdout
     after = runs.parse(client.hgetall(runs.runs_key(TENANT)))
     for view in ("stored_rates", "stored_trips"):
         assert after.views[view].success == before.views[view].success + 1, after.views[view]

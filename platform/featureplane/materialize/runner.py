@@ -79,6 +79,7 @@ class MaterializeReport:
     seconds: float = 0.0
     quality: list[Verdict] = field(default_factory=list)  # one per checked batch
     drift: list[DriftScore] = field(default_factory=list)  # per accepted batch and feature
+    skipped: list[str] = field(default_factory=list)  # stored on-demand views refused, and why
 
     @property
     def quarantined(self) -> list[Verdict]:
@@ -283,7 +284,7 @@ def _materialize(
             rows, newest = times[source.name].window_stats(*window)
             runs.record_success(control, spec.name, fv.name, rows, seconds, newest)
             report.views.append(ViewRun(fv.name, *window, seconds, rows))
-        for odfv in _stored_transforms(store):
+        for odfv in _stored_transforms(store, report):
             _materialize_stored(settings, spec, store, odfv, report, control, say)
     if start is None and end is None:
         # Incremental windows start at or before the pending events, end now, and every view
@@ -297,20 +298,21 @@ def _materialize(
     return report
 
 
-def _stored_transforms(store: FeatureStore) -> list[OnDemandFeatureView]:
+def _stored_transforms(store: FeatureStore, report: MaterializeReport) -> list[OnDemandFeatureView]:
     """The project's on-demand views that materialization writes (``write_to_online_store``),
     read without their functions (skip_udf: this process never runs tenant code). Those
-    featureplane refuses are left to `plan`, which names them."""
+    featureplane refuses (`plan` names them too) go to ``report.skipped``, with the reason."""
     views = store.registry.list_on_demand_feature_views(
         store.project, allow_cache=False, skip_udf=True
     )
-    return [
-        v
-        for v in views
-        if v.write_to_online_store
-        and v.enabled
-        and refusal(MessageToDict(v.to_proto().spec, preserving_proto_field_name=True)) is None
-    ]
+    kept = []
+    for view in (v for v in views if v.write_to_online_store and v.enabled):
+        reason = refusal(MessageToDict(view.to_proto().spec, preserving_proto_field_name=True))
+        if reason is None:
+            kept.append(view)
+        else:
+            report.skipped.append(f"{view.name}: {reason}")
+    return kept
 
 
 def _materialize_stored(
@@ -395,6 +397,8 @@ def report_lines(report: MaterializeReport) -> tuple[str, list[str]]:
                 f"[{colour}]{verdict.outcome}[/] {report.tenant}/{verdict.source}/"
                 f"{verdict.batch}: report {verdict.report}"
             )
+    for skipped in report.skipped:
+        findings.append(f"[yellow]not computed[/] {report.tenant}/{skipped}")
     for drifted in (s for s in report.drift if s.drifted):
         ks = "" if drifted.ks is None else f", KS {drifted.ks:.3f} / {drifted.ks_limit:g}"
         findings.append(
