@@ -9,12 +9,14 @@ the rows hold exactly the bytes sent, and Feast's change detection still works o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped]  # no stubs pinned
@@ -129,3 +131,53 @@ def test_a_hostile_dill_body_is_stored_not_loaded(
     registry.delete_feature_view("planted_body", A, commit=True)
     assert _stored(ownership_platform, "planted_body") is None
     assert not marker.exists(), "the registry server loaded the view's dill body"
+
+
+@pytest.mark.filterwarnings("ignore:Batch feature views are experimental:RuntimeWarning")
+def test_a_batch_view_transformation_is_stored_not_run(
+    ownership_platform: Platform, registry: Any, tmp_path: Path
+) -> None:
+    """A feature view carrying a transformation (Feast's BatchFeatureView) whose source writes
+    a file when rebuilt: applying it never runs it in the server."""
+    from feast import Entity, FeatureView, Field, FileSource, ValueType
+    from feast.types import Float64, Int64
+
+    marker = tmp_path / "batch-ran"
+    rider = Entity(name="planted_rider", join_keys=["rider_id"], value_type=ValueType.INT64)
+    source = FileSource(name="planted_trips", path="trips.parquet", timestamp_field="ts")
+    plain = FeatureView(
+        name="planted_batch", entities=[rider], source=source,
+        schema=[Field(name="rider_id", dtype=Int64), Field(name="km", dtype=Float64)],
+    )  # fmt: skip
+    proto = plain.to_proto()
+    udf = proto.spec.feature_transformation.user_defined_function
+    udf.name, udf.body_text, udf.mode = "hostile", _source(marker), "python"
+    view = FeatureView.from_proto(proto, skip_udf=True)  # sends the proto as it is
+    try:
+        registry.apply_feature_view(view, A, commit=True)
+    except Exception as exc:  # Feast may refuse the view itself; what matters is the file
+        print(f"apply refused: {type(exc).__name__}: {str(exc)[:200]}")
+    finally:
+        assert not marker.exists(), "the registry server ran the view's transformation"
+        with contextlib.suppress(Exception):
+            registry.delete_feature_view("planted_batch", A, commit=True)
+
+
+def test_validation_references_are_refused_not_loaded(registry: Any, tmp_path: Path) -> None:
+    from feast.protos.feast.core.ValidationProfile_pb2 import (
+        GEValidationProfiler,
+        ValidationReference,
+    )
+
+    marker = tmp_path / "profiler-ran"
+    profiler = GEValidationProfiler.UserDefinedProfiler(
+        body=pickle.dumps(_Planted(f"touch {marker}"))
+    )
+    proto = ValidationReference(
+        name="planted_reference", reference_dataset_name="any", project=A,
+        ge_profiler=GEValidationProfiler(profiler=profiler),
+    )  # fmt: skip
+    reference = SimpleNamespace(name="planted_reference", to_proto=lambda: proto)
+    with pytest.raises(Exception, match="does not store validation references"):
+        registry.apply_validation_reference(reference, A, commit=True)
+    assert not marker.exists(), "the registry server loaded the profiler"

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from featureplane.cli._common import load_settings
+from featureplane.confine import DUMPABLE
 
 
 def serve(
@@ -34,6 +35,10 @@ def serve(
     shutil.rmtree(metrics_dir, ignore_errors=True)  # stale values of dead processes
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # Tenants' transform workers run as this OS user: this process's /proc/<pid>/environ holds
+    # the platform's secrets too, so it is root's for as long as the gateway runs (each serving
+    # process clears its own flag while its zygote lives).
+    DUMPABLE.hold()
     import uvicorn
 
     uvicorn.run(

@@ -284,8 +284,9 @@ def _materialize(
             rows, newest = times[source.name].window_stats(*window)
             runs.record_success(control, spec.name, fv.name, rows, seconds, newest)
             report.views.append(ViewRun(fv.name, *window, seconds, rows))
+        explicit = start is not None or end is not None
         for odfv in _stored_transforms(store, report):
-            _materialize_stored(settings, spec, store, odfv, report, control, say)
+            _materialize_stored(settings, spec, store, odfv, report, control, say, explicit)
     if start is None and end is None:
         # Incremental windows start at or before the pending events, end now, and every view
         # went through: nothing is pending any more. An explicit --start or --end may have left
@@ -323,11 +324,13 @@ def _materialize_stored(
     report: MaterializeReport,
     control: Redis,
     say: Progress,
+    explicit: bool,
 ) -> None:
     """Compute a stored on-demand view over its source's latest rows, as Feast's
-    materialization does (``FeatureStore._materialize_odfv``: the window is the source's ttl,
-    or 52 weeks, up to the end of the source's run), in a sealed worker of the tenant, and
-    write the result under the view's name. Runs only when its source was materialized now."""
+    materialization does (``FeatureStore._materialize_odfv``: an explicit window as given, else
+    the source's ttl, or 52 weeks, up to the end of the source's run), in a sealed worker of the
+    tenant, and write the result under the view's name, unless every value is null (Feast
+    writes nothing then). Runs only when its source was materialized now."""
     (projection,) = odfv.source_feature_view_projections.values()
     source_run = next((v for v in report.views if v.feature_view == projection.name), None)
     if source_run is None:
@@ -335,7 +338,7 @@ def _materialize_stored(
         return
     source = store.get_feature_view(projection.name)
     end = source_run.end
-    start = end - (source.ttl if source.ttl else timedelta(weeks=52))
+    start = source_run.start if explicit else end - (source.ttl or timedelta(weeks=52))
     say(f"{odfv.name}: {start:%Y-%m-%d %H:%M:%S} -> {end:%Y-%m-%d %H:%M:%S} (computed)")
     began = time.perf_counter()
     runs.record_start(control, spec.name, odfv.name)
@@ -370,7 +373,8 @@ def _materialize_stored(
         output = transform_frame(
             load, odfv.name, join_keys, inputs, limit, settings.plan_timeout_seconds
         )
-        if len(output):
+        features = [f.name for f in odfv.features if f.name in output.columns]
+        if len(output) and features and not output[features].isnull().all().all():
             store._get_provider().ingest_df(odfv, output)
     except Exception as exc:
         runs.record_failure(control, spec.name, odfv.name, time.perf_counter() - began)

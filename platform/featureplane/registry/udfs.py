@@ -1,18 +1,20 @@
 """Tenants' UDFs in the registry server: kept as the bytes they were sent, never run.
 
-Feast 0.67 turns a stored or submitted on-demand view into an object with ``from_proto``, and
-that rebuilds its UDF: it ``exec``s the UDF's source text (``udf_rehydrate``), or falls back to
-``dill.loads`` of its body; a stream view ``dill.loads`` its body. Both run whatever the tenant
-sent. Feast's registry server does it on ``ApplyFeatureView`` (registry_server.py, the second
-``from_proto`` without ``skip_udf``), on ``GetOnDemandFeatureView``, and the SQL registry does
-it to compare a view with its stored row. In featureplane's registry server that process holds
-every tenant's registry and the token digests, so one tenant's code must never run there.
+Feast 0.67 turns a stored or submitted view into an object with ``from_proto``, and that rebuilds
+its UDF, running whatever the tenant sent: an on-demand view ``exec``s the UDF's source text
+(``udf_rehydrate``) or falls back to ``dill.loads`` of its body; a stream view ``dill.loads``
+its body; a batch feature view rebuilds its transformation the same way; a validation reference
+``dill.loads`` its profiler. Feast's registry server does it on ``ApplyFeatureView``
+(registry_server.py, the second ``from_proto`` without ``skip_udf``) and on the Get RPCs, and the
+SQL registry does it to compare a view with its stored row. In featureplane's registry server
+that process holds every tenant's registry and the token digests, so no tenant's code may run
+there.
 
-:func:`keep_udfs_inert` makes every such decode in this process behave as ``skip_udf=True``,
-which in Feast 0.67 keeps the transformation's proto and writes it back unchanged, and gives the
-view a transformation of Feast's own class whose function only raises. Feast's comparisons keep
-working (they compare the UDF's source text), so a changed UDF is still recorded as a change and
-an unchanged one is still a no-op.
+:func:`keep_udfs_inert` makes every decode of a view in this process behave as
+``skip_udf=True``, which in Feast 0.67 keeps the transformation's proto and writes it back
+unchanged; on-demand and stream views get a function of Feast's own class that only raises, so
+Feast's comparisons keep working (they compare the UDF's source text): a changed UDF is still
+recorded as a change and an unchanged one is still a no-op. Validation references are refused.
 
 Only for processes that never compute features: the transform workers and the sealed plan/apply
 child run tenant code on purpose, each confined to one tenant.
@@ -24,7 +26,9 @@ import hashlib
 from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped]  # no stubs pinned
+from feast.feature_view import FeatureView
 from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.saved_dataset import ValidationReference
 from feast.stream_feature_view import StreamFeatureView
 from feast.transformation.pandas_transformation import PandasTransformation
 from feast.transformation.python_transformation import PythonTransformation
@@ -74,6 +78,26 @@ def keep_udfs_inert() -> None:
             view.udf = _never_run  # Feast compares UDFs by code and source text
         return view
 
+    # A feature view with a transformation (BatchFeatureView): Feast keeps the proto as is.
+    fv_internal = FeatureView.__dict__["_from_proto_internal"].__func__
+
+    def fv(cls: type[FeatureView], proto: Any, seen: Any, skip_udf: bool = False) -> Any:
+        return fv_internal(cls, proto, seen, skip_udf=True)
+
+    # A validation reference's profiler is a dill payload Feast can only rebuild by running
+    # it, and its skip_udf form would lose it: refused, whole, beyond the permission check.
+    vr_from_proto = ValidationReference.__dict__["from_proto"].__func__
+
+    def vr(cls: type[ValidationReference], proto: Any, skip_udf: bool = False) -> Any:
+        if not skip_udf:
+            raise ValueError(
+                "featureplane's registry server does not store validation references: their "
+                "profiler is code it would have to run"
+            )
+        return vr_from_proto(cls, proto, skip_udf=True)
+
     OnDemandFeatureView.from_proto = classmethod(odfv)
     StreamFeatureView.from_proto = classmethod(sfv)
+    FeatureView._from_proto_internal = classmethod(fv)
+    ValidationReference.from_proto = classmethod(vr)
     setattr(OnDemandFeatureView, _INSTALLED, True)

@@ -230,6 +230,9 @@ class TenantTransforms:
 
     async def run(self, call: TransformCall, views: str) -> GetOnlineFeaturesResponse:
         """``call`` computed by a worker; ``views`` names the ODFVs for error messages."""
+        if self._closed:
+            raise TransformBusyError(f"{views}: tenant {self.tenant!r}'s transform workers were "
+                                     "replaced; retry")  # fmt: skip
         free = self._idle.qsize() + self._holding
         if len(self._pending) >= self.limits.queue and not free:
             TRANSFORM_FAILURES.labels(self.tenant, "busy").inc()
@@ -244,7 +247,9 @@ class TenantTransforms:
         timeout = self.limits.timeout_seconds
         try:
             async with asyncio.timeout(timeout):
-                await slot.picked
+                # Shielded: a timeout or a client gone must not cancel ``picked`` itself, which
+                # the dispatcher sets (and which says whether the call was sent).
+                await asyncio.shield(slot.picked)
         except TimeoutError:
             if not slot.picked.done():  # still queued: nobody took it in time
                 self._pending.remove(slot)
@@ -277,20 +282,26 @@ class TenantTransforms:
             size = max(1, min(MAX_BATCH, len(self._pending), int(fits)))
             batch = [self._pending.popleft() for _ in range(size)]
             for slot in batch:
-                slot.picked.set_result(None)
+                slot.picked.set_result(None)  # pending slots are never picked yet
             task = asyncio.create_task(self._run_batch(worker, batch))
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
 
     async def _run_batch(self, worker: WorkerProcess, batch: list[_Slot]) -> None:
+        try:
+            await self._exchange(worker, batch)
+        finally:  # whatever happened (a cancellation inside a handler too), nobody waits forever
+            _settle(batch, TransformFailedError(
+                f"{', '.join(dict.fromkeys(s.views for s in batch))}: the call was interrupted "
+                "(the gateway is shutting down, or the tenant's views changed)"
+            ))  # fmt: skip
+
+    async def _exchange(self, worker: WorkerProcess, batch: list[_Slot]) -> None:
         timeout = self.limits.timeout_seconds
         views = ", ".join(dict.fromkeys(slot.views for slot in batch))
         started = time.perf_counter()
         try:
             reply = await worker.call(encode_request(tuple(s.call for s in batch)), timeout)
-            replies = split_frames(reply)
-            if len(replies) != len(batch):
-                raise ConnectionError(f"{len(replies)} answers to {len(batch)} calls")
         except TimeoutError:
             self._retire(worker)
             self._fail("timeout", f"{views}: no answer within the {timeout:g} s limit "
@@ -298,16 +309,25 @@ class TenantTransforms:
             _settle(batch, TransformTimeoutError(self.last_error or ""))
             return
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
+            self._retire(worker)  # killed first: its exit status is then known at once
             code = await worker.exit_code()
-            self._retire(worker)
             self._fail("exited", f"{views}: the transform worker {describe(code)}; it was replaced")
             _settle(batch, TransformFailedError(self.last_error or ""))
             return
         except BaseException:  # cancelled mid-call: its reply would answer the next call
             self._retire(worker)
-            _settle(batch, TransformFailedError(f"{views}: the gateway is shutting down"))
             raise
         elapsed = time.perf_counter() - started
+        try:
+            replies = split_frames(reply)
+            if len(replies) != len(batch):
+                raise ConnectionError(f"{len(replies)} answers to {len(batch)} calls")
+        except ConnectionError as exc:  # a worker's answer is tenant-controlled bytes
+            self._retire(worker)
+            self._fail("raised", f"{views}: the transform worker answered malformed data "
+                       f"({exc}); it was replaced")  # fmt: skip
+            _settle(batch, TransformFailedError(self.last_error or ""))
+            return
         self._call_seconds += 0.2 * (elapsed / len(batch) - self._call_seconds)
         self._idle.put_nowait(worker)
         self._failures = 0

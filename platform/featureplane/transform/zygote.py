@@ -37,10 +37,11 @@ from featureplane.confine import DUMPABLE, die_with_parent, unshare_prefix
 _PID = struct.Struct(">i")
 _EXIT = struct.Struct(">ii")  # also a spawn request: memory_mb, nice
 # Without --fork, unshare execs the zygote in place: the process the gateway holds, kills and
-# whose death kills the workers (PR_SET_PDEATHSIG) is the zygote itself. Root inside the user
-# namespace is the platform's OS user outside it, with no capability there: a worker can
-# neither renice itself up nor raise its hard RLIMIT_AS (both checked in the initial namespace).
-_UNSHARE = ("--user", "--map-root-user", "--net", "--ipc")
+# whose death kills the workers (PR_SET_PDEATHSIG) is the zygote itself. The platform's user is
+# mapped to an unprivileged uid (nobody) inside, so the exec leaves it no capability there: with
+# root's (--map-root-user) one tenant's worker could ptrace another's, since all share the
+# namespace. --map-user needs util-linux 2.38; older ones fail the probe (no namespaces).
+_UNSHARE = ("--user", "--map-user=65534", "--map-group=65534", "--net", "--ipc")
 
 
 def namespaces() -> tuple[str, ...]:
