@@ -15,6 +15,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -219,6 +220,31 @@ def test_a_hostile_view_fails_alone_and_its_worker_is_replaced(
     assert _ask(gateway, tokens["calm"], "double", 21, "doubled").json()["results"][0][
         "values"
     ] == [42]
+
+
+def test_calls_queued_behind_a_stuck_worker_time_out_and_the_tenant_recovers(
+    served: tuple[Tree, GatewayProcess, dict[str, str]],
+) -> None:
+    """A second loop in a row: its worker's replacement backs off (1 s), so the tenant's calls
+    queued behind it find no worker within the time limit: each is answered 503 busy (none
+    hangs), and once a worker is back every call is answered normally."""
+    _, gateway, tokens = served
+
+    def ask(x: int) -> int:
+        return _ask(gateway, tokens["rogue"], "loops", x).status_code
+
+    assert ask(7) == 504  # replaced at once; the next replacement waits 0.5 s x 2
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        stuck = pool.submit(ask, 7)
+        time.sleep(0.05)  # the loop has the worker: the others queue behind it
+        queued = [pool.submit(ask, 1) for _ in range(3)]
+        assert stuck.result(timeout=20) == 504
+        statuses = [q.result(timeout=20) for q in queued]
+    assert 503 in statuses, statuses
+    assert set(statuses) <= {503, 504}, statuses  # 504: sent in the loop's batch
+    _recovered(gateway, tokens["rogue"], "loops")
+    assert [ask(1) for _ in range(5)] == [200] * 5
+    print(f"\nqueued behind a stuck worker: {statuses}")
 
 
 def test_workers_hold_no_secret(served: tuple[Tree, GatewayProcess, dict[str, str]]) -> None:
