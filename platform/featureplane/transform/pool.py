@@ -359,8 +359,9 @@ class TenantTransforms:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)  # they close what they opened
-        _settle(list(self._pending), TransformBusyError(f"tenant {self.tenant!r}'s transform "
-                                                        "workers were replaced"))  # fmt: skip
+        for slot in self._pending:
+            _settle([slot], TransformBusyError(f"{slot.views}: tenant {self.tenant!r}'s transform "
+                                               "workers were replaced; retry"))  # fmt: skip
         self._pending.clear()
         for worker in list(self._live):
             worker.kill()
