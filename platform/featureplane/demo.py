@@ -30,7 +30,7 @@ from rich.table import Table
 from featureplane.embedded.gateway import GatewayProcess
 from featureplane.embedded.redis import EmbeddedRedis, free_port
 from featureplane.errors import FeatureplaneError, MaterializationError
-from featureplane.feast_config import close_registry, open_registry
+from featureplane.feast_config import close_registry, open_registry, tenant_views
 from featureplane.gateway.plans import ReadPlans
 from featureplane.materialize.runner import MaterializeReport, materialize_tenant
 from featureplane.online.clients import redis_client
@@ -190,7 +190,7 @@ def run_demo(console: Console, *, once: bool, rows: int) -> None:
             sources = {
                 name: {
                     fv.name: fv.batch_source.name
-                    for fv in registry.list_feature_views(spec.feast_project)
+                    for fv in tenant_views(registry, spec.feast_project)
                 }
                 for name, spec in catalog.items()
             }

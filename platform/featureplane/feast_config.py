@@ -27,7 +27,7 @@ from featureplane.settings import Settings
 from featureplane.tenancy.spec import TenantSpec
 
 if TYPE_CHECKING:
-    from feast import FeatureStore, RepoConfig
+    from feast import FeatureStore, FeatureView, RepoConfig
     from feast.infra.registry.base_registry import BaseRegistry
 
 TEMPLATE_NAME = "feature_store.yaml"
@@ -166,6 +166,21 @@ def feature_store(settings: Settings, spec: TenantSpec) -> FeatureStore:
     # FEATUREPLANE_DATA_DIR/PROJECT only when Feast imports the repo, which an in-process store
     # never does: `feast apply` runs in a subprocess given feast_env().)
     return FeatureStore(config=repo_config(settings, spec))
+
+
+def tenant_views(registry: BaseRegistry, project: str) -> list[FeatureView]:
+    """``project``'s feature views as the platform's processes read them: skip_udf, so a batch
+    feature view's transformation (tenant code) stays the bytes it was applied as (Feast would
+    rebuild it by ``exec``ing its source) and is never run here."""
+    views: list[FeatureView] = registry.list_feature_views(
+        project, allow_cache=False, skip_udf=True
+    )
+    return views
+
+
+def has_transformation(view: FeatureView) -> bool:
+    """A batch feature view computed by a UDF, which featureplane does not materialize."""
+    return getattr(view, "_raw_feature_transformation_proto", None) is not None
 
 
 def open_registry(settings: Settings) -> BaseRegistry:

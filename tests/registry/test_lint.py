@@ -215,6 +215,7 @@ from datetime import timedelta
 from typing import Any
 
 from feast import Entity, FeatureView, Field, RequestSource
+from feast.batch_feature_view import batch_feature_view
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64
 
@@ -236,6 +237,14 @@ trips = FeatureView(
 def stored_miles(inputs: dict[str, Any]) -> dict[str, Any]:
     return {"miles": [None if k is None else (k + b) / 1.609
                       for k, b in zip(inputs["km"], inputs["bonus_km"])]}
+
+
+@batch_feature_view(
+    entities=[rider], ttl=timedelta(days=1), source=trips.batch_source,
+    schema=[Field(name="rider_id", dtype=Int64), Field(name="miles", dtype=Float64)],
+)
+def trip_miles(df: Any) -> Any:
+    return df
 """
 
 
@@ -245,9 +254,11 @@ def test_plan_names_what_the_gateway_refuses_in_one_line(platform: Platform) -> 
         tenant_yaml="lint: {default: off, unsupported: warning}\n",
     )  # fmt: skip
     proc = cli(tree, "plan", "govodfv", "--json")
-    assert proc.returncode == 0, proc.stderr
-    (finding,) = json.loads(proc.stdout)["lint"]
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    finding, batch = sorted(json.loads(proc.stdout)["lint"], key=lambda f: f["name"])
     assert (finding["rule"], finding["name"]) == ("unsupported", "stored_miles")
     assert "write_to_online_store=True with request data" in finding["message"]
+    assert (batch["rule"], batch["name"]) == ("unsupported", "trip_miles")
+    assert "is not materialized: featureplane does not run" in batch["message"]
     table = cli(tree, "plan", "govodfv").stdout
     assert "[unsupported] feature_repo/govodfv/defs.py (stored_miles)" in table

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.json_format import MessageToDict
 
 from featureplane.errors import BadRequestError, PermissionDeniedError
+from featureplane.feast_config import tenant_views
 from featureplane.gateway.logplans import ServiceLogging, compile_logging
 from featureplane.online import codec
 from featureplane.tenancy.catalog import TenantCatalog
@@ -116,7 +117,7 @@ def compile_project(
     views: dict[str, ViewPlan] = {}
     # Label views are read like feature views (Feast writes them by push, under their name).
     stored = [
-        *registry.list_feature_views(project, allow_cache=False),
+        *tenant_views(registry, project),
         *registry.list_label_views(project, allow_cache=False),
     ]
     # skip_udf: the gateway never unpickles a tenant's function (that would run its code here).

@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 from google.protobuf.json_format import MessageToDict
 
 from featureplane.errors import MaterializationError
-from featureplane.feast_config import feature_store
+from featureplane.feast_config import feature_store, has_transformation, tenant_views
 from featureplane.ingest.landing import SourceIngest, clear_pending, ingest_source, state_dir, utc
 from featureplane.materialize.filesource import event_times, parquet_path
 from featureplane.observability import runs
@@ -55,7 +55,7 @@ from featureplane.sources import offline_dir
 from featureplane.tenancy.spec import TenantSpec
 from featureplane.transform.batch import transform_frame
 from featureplane.transform.protocol import WorkerLoad
-from featureplane.transform.support import refusal
+from featureplane.transform.support import BATCH_TRANSFORMATION, refusal
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView, OnDemandFeatureView
@@ -232,7 +232,10 @@ def _materialize(
     began = time.perf_counter()
     report = MaterializeReport(spec.name)
     store = store or feature_store(settings, spec)
-    views = [fv for fv in store.list_feature_views() if fv.online]
+    listed = tenant_views(store.registry, store.project)
+    for fv in filter(has_transformation, listed):
+        report.skipped.append(f"{fv.name}: {BATCH_TRANSFORMATION}")
+    views = [fv for fv in listed if fv.online and not has_transformation(fv)]
     if not views:
         raise MaterializationError(
             f"project {spec.feast_project!r} has no online feature views: "
@@ -241,7 +244,7 @@ def _materialize(
     paths = _source_paths(settings, spec, views)  # every view materializable, or nothing done
     with redis_client(settings) as control:
         # Suites are read and built before anything is written: a malformed one stops the run.
-        checker = BatchChecker.load(settings, spec, store.list_feature_views(), control)
+        checker = BatchChecker.load(settings, spec, listed, control)
         drift = DriftMonitor.load(spec, views, control)
         for fv in views:
             source = fv.batch_source
@@ -336,7 +339,7 @@ def _materialize_stored(
     if source_run is None:
         say(f"{odfv.name}: nothing new")
         return
-    source = store.get_feature_view(projection.name)
+    source = store.get_feature_view(projection.name)  # a plain view: it was materialized now
     end = source_run.end
     start = source_run.start if explicit else end - (source.ttl or timedelta(weeks=52))
     say(f"{odfv.name}: {start:%Y-%m-%d %H:%M:%S} -> {end:%Y-%m-%d %H:%M:%S} (computed)")

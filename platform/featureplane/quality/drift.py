@@ -240,11 +240,11 @@ def take_reference(
     store: FeatureStore | None = None,
 ) -> Reference:
     """Summarize every feature view's offline data with event times in ``[start, end)``."""
-    from featureplane.feast_config import feature_store
+    from featureplane.feast_config import feature_store, tenant_views
 
     store = store or feature_store(settings, spec)
     views: dict[str, ViewReference] = {}
-    for fv in store.list_feature_views():
+    for fv in tenant_views(store.registry, store.project):
         source = fv.batch_source
         path = getattr(source, "path", None)
         if not path:

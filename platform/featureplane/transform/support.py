@@ -1,9 +1,22 @@
 """Which on-demand feature views featureplane serves: the one rule that `plan` (lint rule
-``unsupported``) and the gateway (a 400 naming the view) both state."""
+``unsupported``) and the gateway (a 400 naming the view) both state; and the batch feature views
+it does not materialize."""
 
 from __future__ import annotations
 
 from typing import Any
+
+# A feature view with a transformation (Feast's BatchFeatureView): Feast's materialization runs
+# the UDF in the materializing process, which holds the platform's credentials.
+BATCH_TRANSFORMATION = (
+    "featureplane does not run a feature view's transformation "
+    "(an on-demand view with write_to_online_store=True is computed in a sandbox)"
+)
+
+
+def view_refusal(spec: dict[str, Any]) -> str | None:
+    """Why featureplane does not materialize the feature view whose spec is ``spec``."""
+    return BATCH_TRANSFORMATION if spec.get("feature_transformation") else None
 
 
 def refusal(spec: dict[str, Any]) -> str | None:
