@@ -12,15 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from google.protobuf.json_format import MessageToDict
-
 from featureplane.errors import BadRequestError, PermissionDeniedError
 from featureplane.feast_config import tenant_views
 from featureplane.gateway.logplans import ServiceLogging, compile_logging
 from featureplane.online import codec
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.spec import TenantSpec
-from featureplane.transform.support import refusal
+from featureplane.transform.support import view_refused
 
 if TYPE_CHECKING:
     from feast.infra.registry.base_registry import BaseRegistry
@@ -177,8 +175,7 @@ def _odfv_plan(project: str, odfv: Any) -> OdfvPlan:
 
 
 def _refusal(odfv: Any) -> str | None:
-    spec = MessageToDict(odfv.to_proto().spec, preserving_proto_field_name=True)
-    reason = refusal(spec)
+    reason = view_refused(odfv)
     return (
         f"on-demand feature view {odfv.name!r} is not served by the gateway: {reason}"
         if reason

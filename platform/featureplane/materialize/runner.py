@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from google.protobuf.json_format import MessageToDict
 
 from featureplane.errors import MaterializationError
 from featureplane.feast_config import feature_store, has_transformation, tenant_views
@@ -55,7 +54,7 @@ from featureplane.sources import offline_dir
 from featureplane.tenancy.spec import TenantSpec
 from featureplane.transform.batch import transform_frame
 from featureplane.transform.protocol import WorkerLoad
-from featureplane.transform.support import BATCH_TRANSFORMATION, refusal
+from featureplane.transform.support import BATCH_TRANSFORMATION, view_refused
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView, OnDemandFeatureView
@@ -311,7 +310,7 @@ def _stored_transforms(store: FeatureStore, report: MaterializeReport) -> list[O
     )
     kept = []
     for view in (v for v in views if v.write_to_online_store and v.enabled):
-        reason = refusal(MessageToDict(view.to_proto().spec, preserving_proto_field_name=True))
+        reason = view_refused(view)
         if reason is None:
             kept.append(view)
         else:

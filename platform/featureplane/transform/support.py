@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from google.protobuf.json_format import MessageToDict
+
 # A feature view with a transformation (Feast's BatchFeatureView): Feast's materialization runs
 # the UDF in the materializing process, which holds the platform's credentials.
 BATCH_TRANSFORMATION = (
@@ -17,6 +19,11 @@ BATCH_TRANSFORMATION = (
 def view_refusal(spec: dict[str, Any]) -> str | None:
     """Why featureplane does not materialize the feature view whose spec is ``spec``."""
     return BATCH_TRANSFORMATION if spec.get("feature_transformation") else None
+
+
+def view_refused(odfv: Any) -> str | None:
+    """:func:`refusal` of an on-demand view object (read with skip_udf)."""
+    return refusal(MessageToDict(odfv.to_proto().spec, preserving_proto_field_name=True))
 
 
 def refusal(spec: dict[str, Any]) -> str | None:
