@@ -18,7 +18,7 @@ from featureplane.gateway.logplans import ServiceLogging, compile_logging
 from featureplane.online import codec
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.spec import TenantSpec
-from featureplane.transform.support import view_refused
+from featureplane.transform.support import odfv_refusal
 
 if TYPE_CHECKING:
     from feast.infra.registry.base_registry import BaseRegistry
@@ -175,7 +175,7 @@ def _odfv_plan(project: str, odfv: Any) -> OdfvPlan:
 
 
 def _refusal(odfv: Any) -> str | None:
-    reason = view_refused(odfv)
+    reason = odfv_refusal(odfv)
     return (
         f"on-demand feature view {odfv.name!r} is not served by the gateway: {reason}"
         if reason

@@ -54,7 +54,7 @@ from featureplane.sources import offline_dir
 from featureplane.tenancy.spec import TenantSpec
 from featureplane.transform.batch import transform_frame
 from featureplane.transform.protocol import WorkerLoad
-from featureplane.transform.support import BATCH_TRANSFORMATION, view_refused
+from featureplane.transform.support import BATCH_TRANSFORMATION, odfv_refusal
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView, OnDemandFeatureView
@@ -310,7 +310,7 @@ def _stored_transforms(store: FeatureStore, report: MaterializeReport) -> list[O
     )
     kept = []
     for view in (v for v in views if v.write_to_online_store and v.enabled):
-        reason = view_refused(view)
+        reason = odfv_refusal(view)
         if reason is None:
             kept.append(view)
         else:

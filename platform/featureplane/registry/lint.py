@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from featureplane.settings import Settings
 from featureplane.sources import offline_dir
 from featureplane.tenancy.spec import TenantSpec
-from featureplane.transform.support import refusal, view_refusal
+from featureplane.transform.support import batch_refusal, refusal
 
 if TYPE_CHECKING:
     from featureplane.registry.feast_plan import FeastPlan, RepoModule, RepoObject
@@ -208,7 +208,7 @@ def _object_findings(
     refused = refusal(body) if obj.object_type == "on_demand_feature_view" else None
     if refused:
         yield finding("unsupported", "warning", f"is not served by the gateway: {refused}")
-    unmaterialized = view_refusal(body) if obj.object_type == "feature_view" else None
+    unmaterialized = batch_refusal(body) if obj.object_type == "feature_view" else None
     if unmaterialized:
         yield finding("unsupported", "warning", f"is not materialized: {unmaterialized}")
     if (is_view or obj.object_type == "entity") and not _text(body.get("description")):

@@ -16,12 +16,12 @@ BATCH_TRANSFORMATION = (
 )
 
 
-def view_refusal(spec: dict[str, Any]) -> str | None:
+def batch_refusal(spec: dict[str, Any]) -> str | None:
     """Why featureplane does not materialize the feature view whose spec is ``spec``."""
     return BATCH_TRANSFORMATION if spec.get("feature_transformation") else None
 
 
-def view_refused(odfv: Any) -> str | None:
+def odfv_refusal(odfv: Any) -> str | None:
     """:func:`refusal` of an on-demand view object (read with skip_udf)."""
     return refusal(MessageToDict(odfv.to_proto().spec, preserving_proto_field_name=True))
 
