@@ -7,9 +7,9 @@ but the socket to its gateway process: it reads calls on stdin and answers on wh
 (``RLIMIT_AS``: what it maps at the fork plus the tenant's budget), turns off core dumps, asks
 to die with the gateway and lowers its CPU priority (further for a tenant whose workers have
 failed), so a runaway transformation slows its own tenant first. The computation is Feast's:
-the response Feast builds before it transforms (join keys, request data, the source views'
-stored values), then ``_augment_response_with_on_demand_transforms`` — so values equal stock
-Feast's.
+Feast's steps (:mod:`featureplane.transform.compute`), with Feast's whole path
+(``_augment_response_with_on_demand_transforms``) for what those do not cover — so values
+equal stock Feast's.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from types import SimpleNamespace
 from typing import IO, Any
 
 from featureplane.confine import die_with_parent, limit_address_space
+from featureplane.transform.compute import compute
 from featureplane.transform.protocol import (
     ERROR,
     HEADER,
@@ -105,6 +106,13 @@ def _compute(views: dict[str, Any], call: TransformCall) -> bytes:
 
 
 def _transform(views: dict[str, Any], call: TransformCall) -> Any:
+    computed = compute(views, call)
+    return computed if computed is not None else _feast_transform(views, call)
+
+
+def _feast_transform(views: dict[str, Any], call: TransformCall) -> Any:
+    """Feast's whole path: the response it builds before it transforms, then its own
+    ``_augment_response_with_on_demand_transforms``."""
     from feast.protos.feast.serving.ServingService_pb2 import FieldStatus, GetOnlineFeaturesResponse
     from feast.protos.feast.types.Value_pb2 import Value
     from feast.type_map import python_values_to_proto_values
@@ -141,7 +149,7 @@ def _transform(views: dict[str, Any], call: TransformCall) -> Any:
 def _failing_view(exc: BaseException) -> str | None:
     """The ODFV Feast was computing when ``exc`` was raised (its loop variable)."""
     for tb_frame, _ in traceback.walk_tb(exc.__traceback__):
-        if tb_frame.f_code.co_name == "_augment_response_with_on_demand_transforms":
+        if tb_frame.f_code.co_name in ("_augment_response_with_on_demand_transforms", "compute"):
             name = tb_frame.f_locals.get("odfv_name")
             return name if isinstance(name, str) else None
     return None
