@@ -59,20 +59,18 @@ NICE, PENALTY_NICE = 5, 15  # CFS weights 335 and 36: about 9 to 1 between them
 
 @dataclass(eq=False)
 class _Slot:
-    """A call waiting for a worker (``picked`` set when it is sent), then for its answer."""
+    """A call waiting for a worker, then for its answer."""
 
     call: TransformCall
     views: str
-    picked: asyncio.Future[None]
     result: asyncio.Future[GetOnlineFeaturesResponse]
+    expiry: asyncio.TimerHandle | None = None  # refuses the call if no worker takes it in time
 
 
 def _settle(slots: list[_Slot], outcome: GetOnlineFeaturesResponse | BaseException) -> None:
     """Answer ``slots`` (those whose caller still waits)."""
     for slot in slots:
-        if not slot.picked.done():
-            slot.picked.set_result(None)
-        if slot.result.done():  # the caller went away (cancelled)
+        if slot.result.done():  # answered already, or the caller went away (cancelled)
             continue
         if isinstance(outcome, BaseException):
             slot.result.set_exception(outcome)
@@ -88,31 +86,79 @@ class Limits:
     queue: int
 
 
-class WorkerProcess:
-    """One running worker; one batch at a time."""
+class _Channel(asyncio.Protocol):
+    """The gateway's end of a worker's socket: one request out, then one framed reply in. A
+    protocol rather than streams: a reply costs one callback, not a reader task's wake-ups."""
 
-    def __init__(
-        self, zygote: Zygote, pid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._reply: asyncio.Future[bytes] | None = None
+        self._lost: BaseException | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a socket's: a Transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) < HEADER.size:
+            return
+        (size,) = HEADER.unpack_from(self._buffer)
+        if size > MAX_REPLY_BYTES:
+            self._fail(ConnectionError(f"a reply of {size} bytes, over {MAX_REPLY_BYTES}"))
+        elif len(self._buffer) >= HEADER.size + size:
+            reply = bytes(self._buffer[HEADER.size : HEADER.size + size])
+            extra = len(self._buffer) > HEADER.size + size
+            self._buffer.clear()
+            if extra or self._reply is None or self._reply.done():  # nobody asked for it
+                self._fail(ConnectionError("the worker answered what was not asked"))
+            else:
+                self._reply.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionError(f"the worker's socket closed ({exc or 'end of file'})"))
+
+    def _fail(self, exc: BaseException) -> None:
+        self._lost = self._lost or exc
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_exception(exc)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def send(self, request: bytes) -> asyncio.Future[bytes]:
+        """The reply to ``request``; one request at a time."""
+        reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        if self._lost is not None or self.transport is None:
+            reply.set_exception(self._lost or ConnectionError("not connected"))
+            return reply
+        self._reply = reply
+        self.transport.write(request)
+        return reply
+
+
+class WorkerProcess:
+    """One running worker; one request (a batch of calls, or a frame) at a time."""
+
+    def __init__(self, zygote: Zygote, pid: int, channel: _Channel) -> None:
         self.zygote = zygote
         self.pid = pid
-        self._reader = reader
-        self._writer = writer
+        self._channel = channel
 
     @classmethod
     async def start(
         cls, zygote: Zygote, load: WorkerLoad, memory_mb: int, nice: int
     ) -> WorkerProcess:
-        pid, channel = await zygote.spawn(memory_mb, nice)
+        pid, sock = await zygote.spawn(memory_mb, nice)
         try:
-            reader, writer = await asyncio.open_unix_connection(sock=channel)
+            loop = asyncio.get_running_loop()
+            _, channel = await loop.create_unix_connection(_Channel, sock=sock)
         except BaseException:
             zygote.kill(pid)
-            channel.close()
+            sock.close()
             raise
-        worker = cls(zygote, pid, reader, writer)
+        worker = cls(zygote, pid, channel)
         try:
-            reply = await worker._exchange(encode_request(load), START_TIMEOUT_SECONDS)
+            reply = await worker.call(encode_request(load), START_TIMEOUT_SECONDS)
         except BaseException:
             worker.kill()
             raise
@@ -122,20 +168,15 @@ class WorkerProcess:
         return worker
 
     async def call(self, request: bytes, timeout: float) -> bytes:
-        return await self._exchange(request, timeout)
-
-    async def _exchange(self, request: bytes, timeout: float) -> bytes:
-        self._writer.write(request)
+        """The worker's reply to ``request``; ``TimeoutError`` past ``timeout`` seconds,
+        ``ConnectionError`` if it hangs up or answers out of turn."""
         async with asyncio.timeout(timeout):
-            await self._writer.drain()
-            (size,) = HEADER.unpack(await self._reader.readexactly(HEADER.size))
-            if size > MAX_REPLY_BYTES:
-                raise ConnectionError(f"a reply of {size} bytes, over {MAX_REPLY_BYTES}")
-            return await self._reader.readexactly(size)
+            return await self._channel.send(request)
 
     def kill(self) -> None:
         self.zygote.kill(self.pid)
-        self._writer.close()
+        if self._channel.transport is not None:
+            self._channel.transport.abort()
 
     async def exit_code(self) -> int | None:
         return await self.zygote.exit_status(self.pid)
@@ -159,15 +200,13 @@ class TenantTransforms:
         self.tenant = tenant
         self.load = load
         self.limits = limits
-        self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
         self._live: set[WorkerProcess] = set()
         self._starting: set[asyncio.Task[None]] = set()
+        self._serving: set[asyncio.Task[None]] = set()  # one per live worker
         self._pending: deque[_Slot] = deque()
         self._work = asyncio.Event()  # set when a call is pending
-        self._holding = 0  # 1 while the dispatcher holds a free worker, waiting for calls
+        self._free = 0  # workers waiting for calls
         self._call_seconds = 0.001  # a call's measured cost (moving average), to size batches
-        self._batches: set[asyncio.Task[None]] = set()
-        self._dispatcher: asyncio.Task[None] | None = None
         self._failures = 0  # consecutive, for the back-off
         self.last_error: str | None = None
         self._closed = False
@@ -178,7 +217,6 @@ class TenantTransforms:
         TRANSFORM_RESTARTS.labels(tenant)
 
     def start(self) -> None:
-        self._dispatcher = asyncio.create_task(self._dispatch())
         for _ in range(self.limits.workers):
             self._spawn(0.0)
 
@@ -213,7 +251,9 @@ class TenantTransforms:
             worker.kill()
             return
         self._live.add(worker)
-        self._idle.put_nowait(worker)
+        task = asyncio.create_task(self._serve(worker))
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
         self._started = True
         self.settled.set()
 
@@ -233,70 +273,73 @@ class TenantTransforms:
         if self._closed:
             raise TransformBusyError(f"{views}: tenant {self.tenant!r}'s transform workers were "
                                      "replaced; retry")  # fmt: skip
-        free = self._idle.qsize() + self._holding
-        if len(self._pending) >= self.limits.queue and not free:
+        if len(self._pending) >= self.limits.queue and not self._free:
             TRANSFORM_FAILURES.labels(self.tenant, "busy").inc()
             raise TransformBusyError(
                 f"{views}: {len(self._pending)} calls already wait for tenant {self.tenant!r}'s "
                 f"transform workers (transforms.queue is {self.limits.queue})"
             )
         loop = asyncio.get_running_loop()
-        slot = _Slot(call, views, loop.create_future(), loop.create_future())
+        slot = _Slot(call, views, loop.create_future())
+        slot.expiry = loop.call_later(self.limits.timeout_seconds, self._expire, slot)
         self._pending.append(slot)
         self._work.set()
-        timeout = self.limits.timeout_seconds
         try:
-            async with asyncio.timeout(timeout):
-                # Shielded: a timeout or a client gone must not cancel ``picked`` itself, which
-                # the dispatcher sets (and which says whether the call was sent).
-                await asyncio.shield(slot.picked)
-        except TimeoutError:
-            if not slot.picked.done():  # still queued: nobody took it in time
-                self._pending.remove(slot)
-                TRANSFORM_FAILURES.labels(self.tenant, "busy").inc()
-                detail = f"; last failure: {self.last_error}" if self.last_error else ""
-                raise TransformBusyError(
-                    f"{views}: no transform worker of tenant {self.tenant!r} was free within "
-                    f"{timeout:g} s{detail}"
-                ) from None
-        except BaseException:  # cancelled while queued: never sent
-            if not slot.picked.done():
-                self._pending.remove(slot)
+            return await slot.result
+        except asyncio.CancelledError:  # the caller went away: a queued call is never sent
+            self._withdraw(slot)
             raise
-        return await slot.result
 
-    async def _dispatch(self) -> None:
-        """Hand each free worker every call waiting at that moment, as one batch: concurrent
-        requests cost one round trip to the worker rather than one each. A batch is sized so
-        it fits the time limit at the calls' measured cost."""
+    def _withdraw(self, slot: _Slot) -> bool:
+        """Take ``slot`` out of the queue; False if a worker has it already."""
+        if slot.expiry is not None:
+            slot.expiry.cancel()
+        try:
+            self._pending.remove(slot)
+        except ValueError:
+            return False
+        return True
+
+    def _expire(self, slot: _Slot) -> None:
+        """No worker took ``slot`` within the time limit."""
+        if not self._withdraw(slot):
+            return
+        TRANSFORM_FAILURES.labels(self.tenant, "busy").inc()
+        detail = f"; last failure: {self.last_error}" if self.last_error else ""
+        _settle([slot], TransformBusyError(
+            f"{slot.views}: no transform worker of tenant {self.tenant!r} was free within "
+            f"{self.limits.timeout_seconds:g} s{detail}"
+        ))  # fmt: skip
+
+    async def _serve(self, worker: WorkerProcess) -> None:
+        """Hand ``worker`` every call waiting when it is free, as one batch: concurrent requests
+        cost one round trip to the worker rather than one each. A batch is sized so it fits the
+        time limit at the calls' measured cost. Ends when the worker is retired."""
         while True:
-            worker = await self._idle.get()
-            self._holding = 1
+            self._free += 1
             try:
                 while not self._pending:
                     self._work.clear()
                     await self._work.wait()
             finally:
-                self._holding = 0
+                self._free -= 1
             fits = self.limits.timeout_seconds / (4 * self._call_seconds)
             size = max(1, min(MAX_BATCH, len(self._pending), int(fits)))
             batch = [self._pending.popleft() for _ in range(size)]
             for slot in batch:
-                slot.picked.set_result(None)  # pending slots are never picked yet
-            task = asyncio.create_task(self._run_batch(worker, batch))
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
+                if slot.expiry is not None:
+                    slot.expiry.cancel()
+            try:
+                if not await self._exchange(worker, batch):
+                    return
+            finally:  # whatever happened (cancelled too), nobody waits forever
+                _settle(batch, TransformFailedError(
+                    f"{', '.join(dict.fromkeys(s.views for s in batch))}: the call was "
+                    "interrupted (the gateway is shutting down, or the tenant's views changed)"
+                ))  # fmt: skip
 
-    async def _run_batch(self, worker: WorkerProcess, batch: list[_Slot]) -> None:
-        try:
-            await self._exchange(worker, batch)
-        finally:  # whatever happened (a cancellation inside a handler too), nobody waits forever
-            _settle(batch, TransformFailedError(
-                f"{', '.join(dict.fromkeys(s.views for s in batch))}: the call was interrupted "
-                "(the gateway is shutting down, or the tenant's views changed)"
-            ))  # fmt: skip
-
-    async def _exchange(self, worker: WorkerProcess, batch: list[_Slot]) -> None:
+    async def _exchange(self, worker: WorkerProcess, batch: list[_Slot]) -> bool:
+        """Run ``batch`` on ``worker`` and answer its calls; False if the worker was retired."""
         timeout = self.limits.timeout_seconds
         views = ", ".join(dict.fromkeys(slot.views for slot in batch))
         started = time.perf_counter()
@@ -307,13 +350,13 @@ class TenantTransforms:
             self._fail("timeout", f"{views}: no answer within the {timeout:g} s limit "
                        "(transforms.timeout_ms); the worker was replaced")  # fmt: skip
             _settle(batch, TransformTimeoutError(self.last_error or ""))
-            return
-        except (ConnectionError, asyncio.IncompleteReadError, OSError):
+            return False
+        except (ConnectionError, OSError):
             self._retire(worker)  # killed first: its exit status is then known at once
             code = await worker.exit_code()
             self._fail("exited", f"{views}: the transform worker {describe(code)}; it was replaced")
             _settle(batch, TransformFailedError(self.last_error or ""))
-            return
+            return False
         except BaseException:  # cancelled mid-call: its reply would answer the next call
             self._retire(worker)
             raise
@@ -327,9 +370,8 @@ class TenantTransforms:
             self._fail("raised", f"{views}: the transform worker answered malformed data "
                        f"({exc}); it was replaced")  # fmt: skip
             _settle(batch, TransformFailedError(self.last_error or ""))
-            return
+            return False
         self._call_seconds += 0.2 * (elapsed / len(batch) - self._call_seconds)
-        self._idle.put_nowait(worker)
         self._failures = 0
         histogram = buffered_histogram(TRANSFORM_DURATION, self.tenant)
         for slot, answer in zip(batch, replies, strict=True):
@@ -346,6 +388,7 @@ class TenantTransforms:
                 continue
             self.last_error = None
             _settle([slot], response)
+        return True
 
     def _fail(self, reason: str, message: str) -> None:
         TRANSFORM_FAILURES.labels(self.tenant, reason).inc()
@@ -353,13 +396,13 @@ class TenantTransforms:
 
     async def aclose(self) -> None:
         self._closed = True
-        tasks = [*self._starting, *self._batches]
-        if self._dispatcher is not None:
-            tasks.append(self._dispatcher)
+        tasks = [*self._starting, *self._serving]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)  # they close what they opened
         for slot in self._pending:
+            if slot.expiry is not None:
+                slot.expiry.cancel()
             _settle([slot], TransformBusyError(f"{slot.views}: tenant {self.tenant!r}'s transform "
                                                "workers were replaced; retry"))  # fmt: skip
         self._pending.clear()
