@@ -10,12 +10,14 @@ tenants:
   `feast serve` with the tuned flags, the bare Starlette floor, and the featureplane gateway
   with auth, quotas and metrics on; then the gateway's raw p99 (hey) at half its max rate;
 - on-demand feature views of the sample tenants, gateway against stock `feast serve` over the
-  same registry and Redis with the same requests (:mod:`tests.benchmarks.odfv`).
+  same registry and Redis with the same requests (:mod:`tests.benchmarks.odfv`);
+- feature logging on and off, the gateway's throughput on twin feature services
+  (:mod:`tests.benchmarks.featurelog`).
 
-The first two are scenario ``scale``, the last ``odfv``; ``--scenarios`` (default: the
-``FEATUREPLANE_BENCH_SCENARIOS`` variable, else both) selects, e.g.
-``FEATUREPLANE_BENCH_SCENARIOS=odfv make bench-quick``. ``odfv`` alone skips the reference
-dataset (``--rows`` does not matter then). Prints a table with the ratios and writes JSON.
+The first two are scenario ``scale``, then ``odfv`` and ``logging``; ``--scenarios`` (default:
+the ``FEATUREPLANE_BENCH_SCENARIOS`` variable, else all) selects, e.g.
+``FEATUREPLANE_BENCH_SCENARIOS=odfv make bench-quick``. ``odfv`` or ``logging`` alone skips the
+reference dataset (``--rows`` does not matter then). Prints a table with the ratios and writes JSON.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from featureplane.registry.apply import apply_tenant
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
 from featureplane.tenancy.credentials import CredentialStore
-from tests.benchmarks import odfv
+from tests.benchmarks import featurelog, odfv
 from tests.benchmarks.loadtools import hey, publish, ready_gateway, require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +58,7 @@ FEATURES += [f"user_features:f_int_{i}" for i in range(3)] + [
     f"user_features:f_str_{i}" for i in range(3)
 ]
 FEAST = "feast serve (tuned, w=2)"
-SCENARIOS = ("scale", "odfv")
+SCENARIOS = ("scale", "odfv", "logging")
 TENANT = {
     "name": "scale",
     "owners": [{"name": "Benchmarks", "email": "bench@example.com"}],
@@ -177,6 +179,8 @@ def run(
             raw = yaml.safe_load(path.read_text())
             raw["quotas"].update(odfv.UNLIMITED)
             path.write_text(yaml.safe_dump(raw))
+        if "logging" in scenarios:
+            featurelog.add_twins(repos / featurelog.TENANT)
         settings = Settings(
             redis_url=server.url, data_dir=tmp / "data", tenants_dir=tenants, feature_repo_dir=repos
         )
@@ -237,6 +241,12 @@ def run(
                         for t in _ODFV_SERVERS
                     },
                 }
+            if "logging" in scenarios:
+                token = deployed.tokens[featurelog.TENANT]
+                logged = featurelog.bodies(deployed.tables)
+                results["logging"] = {"phases": featurelog.measure(gw.base, token, logged, seconds)}
+        if "logging" in scenarios:  # after the gateway wrote what it held at shutdown
+            results["logging"]["logged_rows"] = featurelog.logged_rows(repos / featurelog.TENANT)
     return results
 
 
@@ -338,6 +348,8 @@ def targets(r: dict[str, Any]) -> list[tuple[str, float, float, bool]]:
         checks += _scale_targets(r)
     if "odfv" in r:
         checks += odfv.targets(r["odfv"])
+    if "logging" in r:
+        checks += featurelog.targets(r["logging"])
     return checks
 
 
@@ -370,6 +382,8 @@ def table(r: dict[str, Any]) -> str:
         lines += _scale_table(r)
     if "odfv" in r:
         lines += odfv.table(r["odfv"])
+    if "logging" in r:
+        lines += featurelog.table(r["logging"])
     lines.append("targets")
     for name, measured, target, met in targets(r):
         lines.append(
@@ -422,7 +436,8 @@ def main() -> None:
         type=_scenarios,
         default=os.environ.get("FEATUREPLANE_BENCH_SCENARIOS", ",".join(SCENARIOS)),
         help="comma-separated: scale (materialization and serving on the reference dataset), "
-        "odfv (on-demand feature views); default $FEATUREPLANE_BENCH_SCENARIOS, else both",
+        "odfv (on-demand feature views), logging (feature logging on / off); default "
+        "$FEATUREPLANE_BENCH_SCENARIOS, else all",
     )
     args = parser.parse_args()
     out: Path = args.out
