@@ -13,6 +13,7 @@
     └── GatewayError                  answered to an HTTP client with ``status_code``
         ├── AuthenticationError       401: no or unknown bearer token
         ├── PermissionDeniedError     403: the tenant may not read that object
+        │   └── ScopeError            403: the credential lacks the route's scope (read, write)
         ├── QuotaError                a quota refused the request (names it and its limit)
         │   ├── QuotaExceededError    429: rate or concurrency quota spent (Retry-After)
         │   └── PayloadTooLargeError  413: body, entity rows or features over a size quota
@@ -102,6 +103,12 @@ class AuthenticationError(GatewayError):
 class PermissionDeniedError(GatewayError):
     status_code = 403
     code = "forbidden"
+
+
+class ScopeError(PermissionDeniedError):
+    """The caller's credential lacks the scope (``read``, ``write``) the route needs."""
+
+    code = "insufficient_scope"
 
 
 class BadRequestError(GatewayError):

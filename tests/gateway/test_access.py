@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from featureplane.embedded.gateway import GatewayProcess
-from featureplane.tenancy.credentials import CredentialStore
+from featureplane.tenancy.credentials import CRED_PREFIX, SCOPES, CredentialStore
 from tests.support.deployment import Deployment
 from tests.support.gateway import bearer
 
@@ -67,6 +67,23 @@ def test_rotation_keeps_the_old_token_for_the_overlap_only(
         assert immediate is not None
         assert _post(http, new.token, body).status_code == 401
         assert _post(http, immediate.token, body).status_code == 200
+
+
+def test_a_token_reads_only_with_the_read_scope(deployment: Deployment, http: httpx.Client) -> None:
+    body = {"features": ["account_stats:txn_count_24h"], "entities": {"account_id": [1]}}
+    with redis.Redis.from_url(deployment.settings.require_redis_url()) as client:
+        store = CredentialStore(client, deployment.settings.pepper)
+        writer, both, legacy = (store.issue("fraud", s) for s in (("write",), SCOPES, ("read",)))
+        client.hdel(CRED_PREFIX + legacy.id, "scopes")  # as issued before scopes existed
+        refused = _post(http, writer.token, body)
+        assert refused.status_code == 403
+        error = refused.json()["error"]
+        assert error["code"] == "insufficient_scope"
+        assert "may not read features (its scopes: write)" in error["message"]
+        assert _post(http, both.token, body).status_code == 200
+        assert _post(http, legacy.token, body).status_code == 200  # old tokens keep reading
+        store.revoke(writer.id)
+        assert _post(http, writer.token, body).status_code == 401  # not 403: revoked is unknown
 
 
 def test_tokens_never_leak(

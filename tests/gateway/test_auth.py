@@ -17,13 +17,15 @@ import urllib3
 from kubernetes.client import ApiClient, AuthenticationV1Api, Configuration
 
 from featureplane.embedded.redis import EmbeddedRedis
-from featureplane.errors import AuthenticationError, StoreUnavailableError
+from featureplane.errors import AuthenticationError, ScopeError, StoreUnavailableError
 from featureplane.gateway.auth import (
     Authenticator,
     FeatureplaneTokens,
     Identity,
+    NamespaceAccess,
     ServiceAccountTokens,
     bearer_token,
+    require_scope,
 )
 from featureplane.online.connection import SharedConnection
 from featureplane.tenancy.credentials import CredentialStore
@@ -68,7 +70,10 @@ def _review(authenticated: bool, username: str = "") -> dict[str, Any]:
     }
 
 
-NAMESPACES = {"fp-fraud": "fraud", "fp-recsys": "recsys"}
+NAMESPACES = {
+    "fp-fraud": NamespaceAccess("fraud", {"ingest": frozenset({"read", "write"})}),
+    "fp-recsys": NamespaceAccess("recsys", {}),
+}
 
 
 def test_service_account_token_maps_to_its_namespace_tenant() -> None:
@@ -90,6 +95,17 @@ def test_service_account_token_maps_to_its_namespace_tenant() -> None:
         "spec": {"audiences": ["featureplane"], "token": "eyJhbGciOi.sa-token"},
     }
     assert sent["headers"]["authorization"] == "Bearer gateway-sa-token"
+
+
+@pytest.mark.parametrize(
+    ("account", "scopes"),
+    [("ingest", {"read", "write"}), ("scorer", {"read"})],  # one not named may read
+)
+def test_a_service_account_gets_the_scopes_its_tenant_names(account: str, scopes: set[str]) -> None:
+    pool = RecordingPool(_review(True, f"system:serviceaccount:fp-fraud:{account}"))
+    identity = asyncio.run(ServiceAccountTokens(_api(pool), lambda: NAMESPACES).identify("a.jwt"))
+    assert identity.tenant == "fraud"
+    assert identity.scopes == scopes
 
 
 @pytest.mark.parametrize(
@@ -163,7 +179,7 @@ def test_featureplane_tokens_are_rechecked_with_every_read(redis_server: Embedde
             issued = store.issue("fraud")
             tokens = FeatureplaneTokens(connection, pepper)
             first = await tokens.identify(issued.token)
-            assert first == Identity("fraud")  # just read from Redis: nothing to recheck
+            assert first == Identity("fraud", None, frozenset({"read"}))  # nothing to recheck
             again = await tokens.identify(issued.token)
             assert again.tenant == "fraud"
             assert again.recheck is not None
@@ -179,6 +195,27 @@ def test_featureplane_tokens_are_rechecked_with_every_read(redis_server: Embedde
                 tokens.confirm(again, reply)
             with pytest.raises(AuthenticationError):  # forgotten: read again, and refused
                 await tokens.identify(issued.token)
+        await connection.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_token_carries_its_scopes_and_a_route_requires_one(redis_server: EmbeddedRedis) -> None:
+    pepper = b"test-pepper"
+
+    async def run() -> None:
+        connection = SharedConnection.from_url(redis_server.url)
+        with redis.Redis.from_url(redis_server.url) as client:
+            store = CredentialStore(client, pepper)
+            writer, both = store.issue("fraud", ("write",)), store.issue("fraud", ("read", "write"))
+            tokens = FeatureplaneTokens(connection, pepper)
+            for _ in range(2):  # read from Redis, then from what the worker remembers
+                assert (await tokens.identify(writer.token)).scopes == {"write"}
+                assert (await tokens.identify(both.token)).scopes == {"read", "write"}
+            identity = await tokens.identify(writer.token)
+            require_scope(identity, "write")
+            with pytest.raises(ScopeError, match=r"may not read features \(its scopes: write\)"):
+                require_scope(identity, "read")
         await connection.aclose()
 
     asyncio.run(run())

@@ -1,11 +1,19 @@
-"""Tenant tokens against a real Redis: only digests stored, revocation immediate."""
+"""Tenant tokens against a real Redis: only digests stored, revocation immediate, scopes kept."""
 
 from __future__ import annotations
 
+import pytest
 import redis
 
 from featureplane.embedded.redis import EmbeddedRedis
-from featureplane.tenancy.credentials import CRED_PREFIX, CredentialStore, parse_token_id, verify
+from featureplane.tenancy.credentials import (
+    CRED_PREFIX,
+    CredentialStore,
+    parse_scopes,
+    parse_token_id,
+    stored_scopes,
+    verify,
+)
 
 
 def test_issue_list_revoke(redis_server: EmbeddedRedis) -> None:
@@ -39,3 +47,39 @@ def test_malformed_tokens_have_no_id() -> None:
         "xyz_0123456789ab_" + "a" * 40,
     ):
         assert parse_token_id(token) is None
+
+
+def test_scopes_are_stored_listed_and_kept_by_rotation(redis_server: EmbeddedRedis) -> None:
+    with redis.Redis.from_url(redis_server.url) as client:
+        store = CredentialStore(client, b"pepper")
+        default = store.issue("fraud")
+        both = store.issue("fraud", ("write", "read"))
+        writer = store.issue("fraud", ("write",))
+        assert default.scopes == ("read",)
+        assert both.scopes == ("read", "write")  # in SCOPES order
+        assert client.hget(CRED_PREFIX + writer.id, "scopes") == b"write"
+        listed = {c.id: c.scopes for c in store.list("fraud")}
+        assert listed == {default.id: ("read",), both.id: ("read", "write"), writer.id: ("write",)}
+        successor = store.rotate(writer.id, overlap_seconds=0)
+        assert successor is not None
+        assert successor.scopes == ("write",)
+        # A token issued before scopes existed (no field) may read, as it always could.
+        client.hdel(CRED_PREFIX + default.id, "scopes")
+        assert {c.id: c.scopes for c in store.list("fraud")}[default.id] == ("read",)
+        assert stored_scopes(None) == ("read",)
+        with pytest.raises(ValueError, match="comma-separated subset of read, write"):
+            store.issue("fraud", ("admin",))
+
+
+@pytest.mark.parametrize(
+    ("text", "scopes"),
+    [("read", ("read",)), ("write,read", ("read", "write")), (" read , write ", ("read", "write"))],
+)
+def test_scopes_parse_from_the_command_line(text: str, scopes: tuple[str, ...]) -> None:
+    assert parse_scopes(text) == scopes
+
+
+@pytest.mark.parametrize("text", ["", ",", "read,admin", "READ"])
+def test_anything_else_is_not_a_scope(text: str) -> None:
+    with pytest.raises(ValueError, match=f"got {text!r}"):
+        parse_scopes(text)

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]  # no stubs pinned
 import pytest
 from feast import Entity, FeatureView, Field, FileSource, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
@@ -47,7 +47,7 @@ OUT = [Field(name=f"out_{n}", dtype=t) for n, t in SCALARS.items()]
 OUT += [Field(name="out_nums", dtype=Array(Float64)), Field(name="keys", dtype=Int64)]
 
 
-@on_demand_feature_view(sources=[stats, request], schema=OUT, mode="python")
+@on_demand_feature_view(sources=[stats, request], schema=OUT, mode="python")  # type: ignore[untyped-decorator]
 def every_type(inputs: dict[str, Any]) -> dict[str, Any]:
     # Rebuilt from its source in the worker: no module globals.
     out = {f"out_{n}": inputs[n] for n in ("f64", "f32", "i64", "i32", "s", "b")}
@@ -56,7 +56,7 @@ def every_type(inputs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@on_demand_feature_view(
+@on_demand_feature_view(  # type: ignore[untyped-decorator]
     sources=[stats, request],
     schema=[Field(name="scaled", dtype=Float64), Field(name="label", dtype=String)],
     mode="python",
@@ -68,7 +68,7 @@ def one_row(inputs: dict[str, Any]) -> dict[str, Any]:
     return {"scaled": scaled, "label": f"{inputs['s']}-{inputs['i64']}"}
 
 
-@on_demand_feature_view(
+@on_demand_feature_view(  # type: ignore[untyped-decorator]
     sources=[stats, request],
     schema=[
         Field(name="ratio", dtype=Float64),
@@ -90,7 +90,7 @@ def frame(inputs: pd.DataFrame) -> pd.DataFrame:
     })  # fmt: skip
 
 
-@on_demand_feature_view(sources=[other], schema=[Field(name="half", dtype=Float64)], mode="python")
+@on_demand_feature_view(sources=[other], schema=[Field(name="half", dtype=Float64)], mode="python")  # type: ignore[untyped-decorator]
 def from_other(inputs: dict[str, Any]) -> dict[str, Any]:
     assert "f64" not in inputs  # Feast drops the features of views it does not read
     return {"half": [None if s is None else s / 2 for s in inputs["score"]]}

@@ -22,7 +22,7 @@ from featureplane.transform.zygote import Zygote
 pause = RequestSource(name="pause", schema=[Field(name="sleep_ms", dtype=Int64)])
 
 
-@on_demand_feature_view(
+@on_demand_feature_view(  # type: ignore[untyped-decorator]
     sources=[pause], schema=[Field(name="slept", dtype=Float64)], mode="python", singleton=True
 )
 def sleepy(inputs: dict[str, Any]) -> dict[str, Any]:

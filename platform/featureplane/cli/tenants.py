@@ -64,23 +64,42 @@ def _credentials(settings: Settings) -> CredentialStore:
 
 
 @tenants_app.command("issue-token")
-def tenants_issue_token(tenant: str) -> None:
+def tenants_issue_token(
+    tenant: str,
+    scope: Annotated[
+        str,
+        typer.Option(
+            help="What the token may do at the gateway, comma-separated: read (get online "
+            "features), write (push features).",
+        ),
+    ] = "read",
+) -> None:
     """Issue a bearer token for TENANT. It is printed once; only its HMAC is stored."""
+    from featureplane.tenancy.credentials import parse_scopes
+
+    try:
+        scopes = parse_scopes(scope)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scope") from None
     settings = load_settings()
     spec = load_catalog(settings).get_tenant(tenant)
-    issued = _credentials(settings).issue(spec.name)
-    err.print(f"token {issued.id} for tenant {spec.name} (store it now: it is not shown again)")
+    issued = _credentials(settings).issue(spec.name, scopes)
+    err.print(
+        f"token {issued.id} for tenant {spec.name}, scopes {','.join(issued.scopes)} "
+        "(store it now: it is not shown again)"
+    )
     print(issued.token)
 
 
 @tenants_app.command("tokens")
 def tenants_tokens(tenant: str) -> None:
-    """List TENANT's token ids and creation times (never the secrets)."""
+    """List TENANT's token ids, scopes and creation times (never the secrets)."""
     settings = load_settings()
     spec = load_catalog(settings).get_tenant(tenant)
-    table = Table("id", "tenant", "created", "expires")
+    table = Table("id", "tenant", "scopes", "created", "expires")
     for info in _credentials(settings).list(spec.name):
-        table.add_row(info.id, info.tenant, info.created_at, info.expires_at or "never")
+        scopes = ",".join(info.scopes)
+        table.add_row(info.id, info.tenant, scopes, info.created_at, info.expires_at or "never")
     console.print(table)
 
 
@@ -96,7 +115,8 @@ def tenants_rotate_token(
     if issued is None:
         raise FeatureplaneError(f"no token with id {token_id!r}")
     err.print(
-        f"token {issued.id} replaces {token_id} ({issued.tenant}), which expires in {overlap} s"
+        f"token {issued.id} (scopes {','.join(issued.scopes)}) replaces {token_id} "
+        f"({issued.tenant}), which expires in {overlap} s"
     )
     print(issued.token)
 

@@ -31,7 +31,12 @@ from featureplane.cost import CostSampler
 from featureplane.errors import GatewayError
 from featureplane.feast_config import close_registry, open_registry, registry_failure
 from featureplane.gateway import features, ops
-from featureplane.gateway.auth import Authenticator, FeatureplaneTokens, ServiceAccountTokens
+from featureplane.gateway.auth import (
+    Authenticator,
+    FeatureplaneTokens,
+    NamespaceAccess,
+    ServiceAccountTokens,
+)
 from featureplane.gateway.featurelog import FeatureLog
 from featureplane.gateway.plans import ReadPlans
 from featureplane.gateway.quotas import QuotaStore, RedisQuotaStore, UnlimitedQuotaStore
@@ -49,6 +54,7 @@ from featureplane.online.clients import async_redis_client, shared_connection
 from featureplane.online.cluster import ClusterConnection
 from featureplane.settings import Settings
 from featureplane.tenancy.catalog import TenantCatalog
+from featureplane.tenancy.spec import TenantSpec
 from featureplane.transform.pool import Limits, TransformSupervisor
 from featureplane.transform.protocol import WorkerLoad
 
@@ -90,6 +96,11 @@ def _sync_transforms(state: GatewayState) -> None:
 _closing: set[asyncio.Task[None]] = set()  # strong references: the loop keeps only weak ones
 
 
+def _access(spec: TenantSpec) -> NamespaceAccess:
+    accounts = spec.kubernetes.service_accounts
+    return NamespaceAccess(spec.name, {name: frozenset(s) for name, s in accounts.items()})
+
+
 def _service_accounts(settings: Settings, state: GatewayState) -> ServiceAccountTokens:
     """TokenReview against the cluster the gateway runs in (or the local kubeconfig)."""
     from kubernetes import client, config
@@ -100,7 +111,7 @@ def _service_accounts(settings: Settings, state: GatewayState) -> ServiceAccount
         config.load_kube_config()
     return ServiceAccountTokens(
         client.AuthenticationV1Api(),
-        lambda: {spec.namespace: spec.name for spec in state.plans.tenants.values()},
+        lambda: {spec.namespace: _access(spec) for spec in state.plans.tenants.values()},
         settings.kubernetes_audiences,
         settings.kubernetes_auth_cache_seconds,
     )

@@ -12,6 +12,10 @@ This is the header Feast's stock remote client sends when its feature_store.yaml
 - with ``FEATUREPLANE_KUBERNETES_AUTH``, a pod's ServiceAccount token, which the Kubernetes API
   vouches for (TokenReview); its namespace names the tenant.
 
+An identity carries scopes (``read``, ``write``): a featureplane token's, chosen when it was
+issued; a ServiceAccount's, from its tenant's ``kubernetes.service_accounts`` (``read`` for one
+not named there). :func:`require_scope` refuses the rest with 403.
+
 Tokens are never logged, put in metric labels or echoed in errors.
 """
 
@@ -24,13 +28,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from featureplane.errors import AuthenticationError, StoreUnavailableError
+from featureplane.errors import AuthenticationError, ScopeError, StoreUnavailableError
 from featureplane.gateway.reader import HashRead
 from featureplane.online.connection import Connection, ReplyError
 from featureplane.tenancy.credentials import (
     CRED_PREFIX,
+    DEFAULT_SCOPES,
     is_featureplane_token,
     parse_token_id,
+    stored_scopes,
     verify,
 )
 
@@ -53,6 +59,29 @@ class Identity:
 
     tenant: str
     recheck: HashRead | None = None  # read it with the data; pass the reply to ``confirm``
+    scopes: frozenset[str] = frozenset(DEFAULT_SCOPES)
+
+
+_VERBS = {"read": "read features", "write": "push features"}
+
+
+def require_scope(identity: Identity, scope: str) -> None:
+    """403 unless ``identity`` may ``scope`` (``read``, ``write``)."""
+    if scope not in identity.scopes:
+        held = ", ".join(sorted(identity.scopes)) or "none"
+        raise ScopeError(
+            f"this credential may not {_VERBS[scope]} (its scopes: {held}); "
+            f"issue a token with `--scope {scope}`"
+        )
+
+
+@dataclass(frozen=True)
+class NamespaceAccess:
+    """A tenant's namespace, as ServiceAccount tokens are mapped: its tenant, and the scopes
+    of the ServiceAccounts its tenant.yaml names (any other may read)."""
+
+    tenant: str
+    service_accounts: Mapping[str, frozenset[str]]
 
 
 class TokenVerifier(Protocol):
@@ -69,7 +98,8 @@ class TokenVerifier(Protocol):
         ...
 
 
-_FIELDS = (b"tenant", b"digest", b"expires_at")
+# A credential's tenant, digest and scopes never change; its expiry (a rotation) may.
+_FIELDS = (b"tenant", b"digest", b"expires_at", b"scopes")
 
 
 class FeatureplaneTokens:
@@ -78,13 +108,15 @@ class FeatureplaneTokens:
     def __init__(self, connection: Connection, pepper: bytes) -> None:
         self._connection = connection
         self._pepper = pepper
-        self._known: dict[str, tuple[str, bytes]] = {}  # token id -> (tenant, digest)
+        # token id -> (tenant, digest, scopes)
+        self._known: dict[str, tuple[str, bytes, frozenset[str]]] = {}
         self._verified: dict[str, str] = {}  # token -> its id, once its secret checked out
 
     async def identify(self, token: str) -> Identity:
         token_id = self._verified.get(token)
-        if token_id is not None and token_id in self._known:  # the usual case: no HMAC again
-            return Identity(self._known[token_id][0], ((CRED_PREFIX + token_id).encode(), _FIELDS))
+        if token_id is not None and (known := self._known.get(token_id)) is not None:
+            # the usual case: no HMAC again
+            return Identity(known[0], ((CRED_PREFIX + token_id).encode(), _FIELDS), known[2])
         token_id = parse_token_id(token)
         if token_id is None:
             raise AuthenticationError(_UNKNOWN)
@@ -98,25 +130,26 @@ class FeatureplaneTokens:
             if len(self._known) >= self._MAX_KNOWN:
                 self._known.clear()
                 self._verified.clear()
-            self._known[token_id] = (tenant, reply[1])
+            scopes = frozenset(stored_scopes(reply[3]))
+            self._known[token_id] = (tenant, reply[1], scopes)
             self._verified[token] = token_id
-            return Identity(tenant)  # read just now: nothing to confirm
-        tenant, digest = known
+            return Identity(tenant, None, scopes)  # read just now: nothing to confirm
+        tenant, digest, scopes = known
         if not verify(self._pepper, token, digest.decode()):
             raise AuthenticationError(_UNKNOWN)
         self._verified[token] = token_id
-        return Identity(tenant, (key, _FIELDS))
+        return Identity(tenant, (key, _FIELDS), scopes)
 
     def confirm(self, identity: Identity, reply: list[bytes | None]) -> None:
         if identity.recheck is None:
             return
         token_id = identity.recheck[0].decode()[len(CRED_PREFIX) :]
-        tenant, digest, expires = reply
+        tenant, digest, expires, _ = reply
         known = self._known.get(token_id)
         if (
             tenant is None
             or known is None
-            or (tenant.decode(), digest) != known
+            or (tenant.decode(), digest) != known[:2]
             or (expires is not None and float(expires) <= time.time())
         ):
             self._known.pop(token_id, None)
@@ -132,7 +165,7 @@ class FeatureplaneTokens:
         self.confirm(identity, reply)
 
     def _check(self, token_id: str, token: str, reply: list[bytes | None]) -> str:
-        tenant, digest, expires = reply
+        tenant, digest, expires, _ = reply
         if tenant is None or digest is None or not verify(self._pepper, token, digest.decode()):
             raise AuthenticationError(_UNKNOWN)
         if expires is not None and float(expires) <= time.time():
@@ -144,9 +177,9 @@ class ServiceAccountTokens:
     """Kubernetes ServiceAccount tokens via the TokenReview API (``authentication.k8s.io/v1``).
 
     ``api`` is a ``kubernetes.client.AuthenticationV1Api``; ``namespaces`` maps namespace ->
-    tenant (read at each call, so registry refreshes apply). Positive reviews are cached for
-    ``cache_seconds`` under a hash of the token, since a TokenReview per request would put the
-    API server on the hot path.
+    :class:`NamespaceAccess` (read at each call, so registry refreshes apply). Positive reviews
+    are cached for ``cache_seconds`` under a hash of the token, since a TokenReview per request
+    would put the API server on the hot path.
     """
 
     _PREFIX = "system:serviceaccount:"
@@ -154,7 +187,7 @@ class ServiceAccountTokens:
     def __init__(
         self,
         api: Any,
-        namespaces: Callable[[], Mapping[str, str]],
+        namespaces: Callable[[], Mapping[str, NamespaceAccess]],
         audiences: Sequence[str] = (),
         cache_seconds: float = 60.0,
     ) -> None:
@@ -162,7 +195,7 @@ class ServiceAccountTokens:
         self._namespaces = namespaces
         self._audiences = list(audiences)
         self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, str]] = {}
+        self._cache: dict[str, tuple[float, Identity]] = {}
 
     def _review(self, token: str) -> Any:
         from kubernetes.client import V1TokenReview, V1TokenReviewSpec
@@ -173,16 +206,13 @@ class ServiceAccountTokens:
         )
         return self._api.create_token_review(review)
 
-    async def identify(self, token: str) -> Identity:
-        return Identity(await self._tenant_for(token))
-
     def confirm(self, identity: Identity, reply: list[bytes | None]) -> None:
         return None  # TokenReview answers are cached for cache_seconds, not rechecked
 
     async def recheck(self, identity: Identity) -> None:
         return None
 
-    async def _tenant_for(self, token: str) -> str:
+    async def identify(self, token: str) -> Identity:
         key = hashlib.sha256(token.encode()).hexdigest()
         cached = self._cache.get(key)
         if cached is not None and cached[0] > time.monotonic():
@@ -197,14 +227,16 @@ class ServiceAccountTokens:
         username: str = status.user.username or ""
         if not username.startswith(self._PREFIX):
             raise AuthenticationError("the token is not a ServiceAccount token")
-        namespace = username[len(self._PREFIX) :].split(":", 1)[0]
-        tenant = self._namespaces().get(namespace)
-        if tenant is None:
+        namespace, _, account = username[len(self._PREFIX) :].partition(":")
+        access = self._namespaces().get(namespace)
+        if access is None:
             raise AuthenticationError(f"namespace {namespace!r} belongs to no tenant")
+        scopes = access.service_accounts.get(account, frozenset(DEFAULT_SCOPES))
+        identity = Identity(access.tenant, None, scopes)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key] = (time.monotonic() + self._cache_seconds, tenant)
-        return tenant
+        self._cache[key] = (time.monotonic() + self._cache_seconds, identity)
+        return identity
 
 
 class Authenticator:

@@ -32,6 +32,7 @@ from featureplane.errors import (
     InvalidRequestError,
     UnsupportedMediaTypeError,
 )
+from featureplane.gateway.auth import require_scope
 from featureplane.gateway.lookup import FeatureRequest, Tally, prepare
 from featureplane.gateway.models import (
     ErrorResponse,
@@ -63,7 +64,8 @@ _ERRORS = {
         400: "Unknown feature view, feature or service; missing or mistyped join keys; a body "
         "that is not JSON (empty, invalid UTF-8, NaN/Infinity, nested over 1024 levels).",
         401: "No, unknown, expired or revoked bearer token.",
-        403: "The feature view or service belongs to a tenant that has not shared it with you.",
+        403: "The feature view or service belongs to a tenant that has not shared it with you, "
+        "or the token may not read (its scopes lack read).",
         405: "Not a POST.",
         413: "Body (declared or streamed), entity rows or features over the tenant's size quota.",
         415: "A Content-Type that is not JSON (none at all is read as JSON, as Feast does).",
@@ -257,6 +259,9 @@ class FeaturesEndpoint:
         if tenant is None:
             raise AuthenticationError("the token's tenant no longer exists")
         scope["state"]["tenant"] = tenant.name  # the telemetry middleware labels with it
+        if "read" not in identity.scopes:
+            await state.authenticator.recheck(identity)  # a revoked token learns only 401
+            require_scope(identity, "read")
         if length is not None and length.isdigit() and int(length) > tenant.quotas.max_body_bytes:
             await state.authenticator.recheck(identity)  # as for every 4xx carrying no read
             raise _body_too_large(tenant, int(length))

@@ -5,6 +5,10 @@ keyspace of the online Redis (``featureplane:cred:<id>``, apart from Feast's bin
 so every gateway worker and replica sees an issue, rotation or revocation on its next request.
 The id makes lookup a single hash read and lets admins list, rotate and revoke tokens without
 ever seeing a secret again.
+
+A token carries scopes: ``read`` (get online features) and ``write`` (push features), chosen
+when it is issued and kept by its rotations. A token issued before scopes existed has no
+``scopes`` field and may read, as it always could, and not write.
 """
 
 from __future__ import annotations
@@ -21,6 +25,28 @@ import redis
 CRED_PREFIX = "featureplane:cred:"
 TENANT_CREDS_PREFIX = "featureplane:creds:"
 _TOKEN_PREFIX = "fpt_"
+SCOPES = ("read", "write")
+DEFAULT_SCOPES = ("read",)  # a token issued without --scope, or before scopes existed
+
+
+def parse_scopes(text: str) -> tuple[str, ...]:
+    """``"read,write"`` -> ``("read", "write")``, in :data:`SCOPES` order; ValueError naming
+    what is not a scope."""
+    given = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = sorted(given - set(SCOPES))
+    if unknown or not given:
+        raise ValueError(
+            f"scopes are a comma-separated subset of {', '.join(SCOPES)}; got {text!r}"
+        )
+    return tuple(scope for scope in SCOPES if scope in given)
+
+
+def stored_scopes(raw: bytes | None) -> tuple[str, ...]:
+    """The scopes a credential's ``scopes`` field grants (absent: :data:`DEFAULT_SCOPES`)."""
+    if raw is None:
+        return DEFAULT_SCOPES
+    given = raw.decode().split(",")
+    return tuple(scope for scope in SCOPES if scope in given)
 
 
 @dataclass(frozen=True)
@@ -29,6 +55,7 @@ class IssuedToken:
     tenant: str
     token: str
     created_at: str
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
 
 
 @dataclass(frozen=True)
@@ -37,6 +64,7 @@ class CredentialInfo:
     tenant: str
     created_at: str
     expires_at: str | None
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
 
 
 def token_digest(pepper: bytes, token: str) -> str:
@@ -72,7 +100,8 @@ class CredentialStore:
         self._redis = client
         self._pepper = pepper
 
-    def issue(self, tenant: str) -> IssuedToken:
+    def issue(self, tenant: str, scopes: tuple[str, ...] = DEFAULT_SCOPES) -> IssuedToken:
+        scopes = parse_scopes(",".join(scopes))
         token_id = secrets.token_hex(6)
         token = f"{_TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
         created = _iso(time.time())
@@ -83,11 +112,12 @@ class CredentialStore:
                 "tenant": tenant,
                 "digest": token_digest(self._pepper, token),
                 "created_at": created,
+                "scopes": ",".join(scopes),
             },
         )
         pipe.sadd(TENANT_CREDS_PREFIX + tenant, token_id)
         pipe.execute()
-        return IssuedToken(token_id, tenant, token, created)
+        return IssuedToken(token_id, tenant, token, created, scopes)
 
     def tenant_of(self, token_id: str) -> str | None:
         raw = self._redis.hget(CRED_PREFIX + token_id, "tenant")
@@ -109,6 +139,7 @@ class CredentialStore:
                     tenant,
                     data[b"created_at"].decode(),
                     _iso(float(expires)) if expires else None,
+                    stored_scopes(data.get(b"scopes")),
                 )
             )
         if stale:
@@ -116,11 +147,12 @@ class CredentialStore:
         return infos
 
     def rotate(self, token_id: str, overlap_seconds: int) -> IssuedToken | None:
-        """A new token for the same tenant; the old one keeps working for ``overlap_seconds``."""
-        tenant = self.tenant_of(token_id)
+        """A new token for the same tenant and scopes; the old one keeps working for
+        ``overlap_seconds``."""
+        tenant, raw_scopes = self._redis.hmget(CRED_PREFIX + token_id, ["tenant", "scopes"])
         if tenant is None:
             return None
-        issued = self.issue(tenant)
+        issued = self.issue(tenant.decode(), stored_scopes(raw_scopes))
         if overlap_seconds <= 0:
             self.revoke(token_id)
             return issued

@@ -23,6 +23,9 @@ ObjectName = Annotated[str, Field(pattern=_OBJECT_NAME)]
 # What a batch failing a feature view's expectation suite does: strict quarantines it (nothing
 # of it is written or served), warn records the report and lets it through.
 QualityPolicy = Literal["strict", "warn"]
+# What a caller may do at the gateway (featureplane.tenancy.credentials.SCOPES).
+Scope = Literal["read", "write"]
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 
 class _Strict(BaseModel):
@@ -72,11 +75,19 @@ class Kubernetes(_Strict):
 
     namespace: str | None = Field(
         default=None,
-        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        pattern=_DNS_LABEL,
         description="Defaults to fp-<tenant name>.",
     )
     requests: ResourceAmounts = ResourceAmounts(cpu="1", memory="2Gi")
     limits: ResourceAmounts = ResourceAmounts(cpu="2", memory="4Gi")
+    service_accounts: dict[
+        Annotated[str, Field(pattern=_DNS_LABEL)],
+        Annotated[list[Scope], Field(min_length=1)],
+    ] = Field(
+        default_factory=dict,
+        description="Scopes of the namespace's ServiceAccounts at the gateway (with "
+        "FEATUREPLANE_KUBERNETES_AUTH), e.g. {ingest: [read, write]}; one not named may read.",
+    )
 
 
 class Grant(_Strict):
