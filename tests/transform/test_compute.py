@@ -164,9 +164,9 @@ def test_the_answer_is_feasts(case: str, rows: int, full: bool) -> None:
         if views == ("one_row",) and rows > 1:
             rows = 1  # Feast computes only a singleton view's first row; the worker splits rows
         call = TransformCall(views, tuple(refs), full, _columns(rng, rows, full))
-        ours = compute(VIEWS, call)
-        assert ours is not None
+        ours = worker._transform(VIEWS, call)  # compute's, or Feast's path where it defers
         _same(ours, worker._feast_transform(VIEWS, call))
+        assert (compute(VIEWS, call) is None) == case.startswith(("pandas, then", "python, then"))
 
 
 def test_the_udf_sees_what_feast_passes_it() -> None:
@@ -241,3 +241,12 @@ def test_outputs_encode_as_feast_encodes_them(values: Any, value_type: ValueType
     got = encode(values, value_type)
     assert [v.SerializeToString() for v in got] == [v.SerializeToString() for v in expected]
     assert all(isinstance(v, Value) for v in got)
+
+
+def test_an_input_that_fails_to_convert_names_the_view() -> None:
+    bad = Value(unix_timestamp_val=2**62).SerializeToString()  # past any datetime
+    columns = (*_columns(random.Random(2), 1, False), Column("when", "feature", [bad], 0))
+    call = TransformCall(("every_type",), ("every_type:keys",), False, columns)
+    answer = worker._answer(VIEWS, call)
+    assert answer.startswith(b"E")
+    assert b"on-demand feature view 'every_type' raised" in answer

@@ -57,7 +57,7 @@ async def _transform(
                         f"on-demand feature view {view!r}: no answer within {timeout:g} s "
                         f"for {len(chunk)} rows"
                     ) from None
-                except (ConnectionError, asyncio.IncompleteReadError, OSError):
+                except (ConnectionError, OSError):
                     code = await worker.exit_code()
                     raise TransformFailedError(
                         f"on-demand feature view {view!r}: the transform worker {describe(code)}"

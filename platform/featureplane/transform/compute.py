@@ -9,7 +9,8 @@ for 100 rows of a pandas view), so :func:`compute` follows the same steps with t
 converted straight to what ``to_dict`` yields and the outputs encoded directly, for the types
 where that is provably the same (scalars of the exact Python or NumPy type; nulls as Feast
 treats them). Anything else goes through Feast's own functions, value for value, and views
-with aggregations or in substrait mode through Feast's whole path (``None`` here).
+with aggregations or in substrait mode, and calls mixing python and pandas views, through
+Feast's whole path (``None`` here).
 ``tests/transform/test_compute.py`` checks both give the same answer, Feast's being the oracle.
 """
 
@@ -131,15 +132,19 @@ def _value_type(view: Any, feature: str) -> ValueType:
     if isinstance(dtype, ComplexFeastType | PrimitiveFeastType):
         return dtype.to_value_type()
     if dtype is not None and not isinstance(dtype, ValueType):
-        raise TypeError(f"Unexpected type for feature_type: {ValueType}")
+        raise TypeError("Unexpected type for feature_type: <enum 'ValueType'>")  # Feast's text
     return ValueType.UNKNOWN
 
 
 def compute(views: dict[str, Any], call: TransformCall) -> GetOnlineFeaturesResponse | None:
-    """The ODFVs' outputs for ``call``, as Feast computes them; ``None`` for a call Feast's own
-    path must compute (aggregations, substrait mode)."""
+    """The ODFVs' outputs for ``call``, as Feast computes them (the same feature names and
+    values); ``None`` for a call Feast's own path must compute: aggregations, substrait mode,
+    and python and pandas views together (Feast converts its response again for the second
+    mode, outputs of the views computed before included)."""
     requested = [views[name] for name in call.views]
     if any(view.aggregations or view.mode not in ("python", "pandas") for view in requested):
+        return None
+    if len({view.mode for view in requested if not view.write_to_online_store}) > 1:
         return None
     by_alias = {(v.projection.name_alias if v.projection else None) or v.name: v for v in requested}
     odfv_refs: dict[str, list[str]] = defaultdict(list)
@@ -149,14 +154,16 @@ def compute(views: dict[str, Any], call: TransformCall) -> GetOnlineFeaturesResp
             name = by_alias[view_name].projection.name_to_use()
             full = f"{name}__{feature}"
             odfv_refs[view_name].append(full if call.full_feature_names else feature)
-    columns = inputs(call)
+    columns: dict[str, list[Any]] | None = None
     table: pa.Table | None = None
     out = GetOnlineFeaturesResponse()
     # ``odfv_name`` as in Feast's loop: the worker names a failing view from this frame.
     for odfv_name, wanted in odfv_refs.items():
         view = by_alias[odfv_name]
-        if view.write_to_online_store:  # stored: Feast reads it rather than computing it
-            continue
+        if view.write_to_online_store:  # as Feast: stored views are read, not computed (the
+            continue  # gateway serves them from the store and never sends them here)
+        if columns is None:  # converted in the loop, as Feast does: a failure names the view
+            columns = inputs(call)
         dropped = _undeclared(view, requested, call.feature_refs, by_alias)
         if view.mode == "python":
             outputs: Any = view.transform_dict(

@@ -107,7 +107,8 @@ class _Channel(asyncio.Protocol):
         if size > MAX_REPLY_BYTES:
             self._fail(ConnectionError(f"a reply of {size} bytes, over {MAX_REPLY_BYTES}"))
         elif len(self._buffer) >= HEADER.size + size:
-            reply = bytes(self._buffer[HEADER.size : HEADER.size + size])
+            with memoryview(self._buffer) as view:  # one copy of a reply (up to 64 MiB)
+                reply = bytes(view[HEADER.size : HEADER.size + size])
             extra = len(self._buffer) > HEADER.size + size
             self._buffer.clear()
             if extra or self._reply is None or self._reply.done():  # nobody asked for it
@@ -332,11 +333,12 @@ class TenantTransforms:
             try:
                 if not await self._exchange(worker, batch):
                     return
-            finally:  # whatever happened (cancelled too), nobody waits forever
+            except BaseException:  # cancelled (shutdown, changed views): nobody waits forever
                 _settle(batch, TransformFailedError(
                     f"{', '.join(dict.fromkeys(s.views for s in batch))}: the call was "
                     "interrupted (the gateway is shutting down, or the tenant's views changed)"
                 ))  # fmt: skip
+                raise
 
     async def _exchange(self, worker: WorkerProcess, batch: list[_Slot]) -> bool:
         """Run ``batch`` on ``worker`` and answer its calls; False if the worker was retired."""

@@ -146,10 +146,18 @@ def _feast_transform(views: dict[str, Any], call: TransformCall) -> Any:
     return out
 
 
+# The functions whose loop over the requested views binds ``odfv_name``.
+_VIEW_LOOPS = {
+    ("feast.utils", "_augment_response_with_on_demand_transforms"),
+    ("featureplane.transform.compute", "compute"),
+}
+
+
 def _failing_view(exc: BaseException) -> str | None:
     """The ODFV Feast was computing when ``exc`` was raised (its loop variable)."""
     for tb_frame, _ in traceback.walk_tb(exc.__traceback__):
-        if tb_frame.f_code.co_name in ("_augment_response_with_on_demand_transforms", "compute"):
+        where = (tb_frame.f_globals.get("__name__"), tb_frame.f_code.co_name)
+        if where in _VIEW_LOOPS:
             name = tb_frame.f_locals.get("odfv_name")
             return name if isinstance(name, str) else None
     return None
