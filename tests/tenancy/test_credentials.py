@@ -49,26 +49,30 @@ def test_malformed_tokens_have_no_id() -> None:
         assert parse_token_id(token) is None
 
 
+TENANT = "scopetest"
+
+
 def test_scopes_are_stored_listed_and_kept_by_rotation(redis_server: EmbeddedRedis) -> None:
+    # The Redis is the session's: a tenant of its own, so the listing holds only these tokens.
     with redis.Redis.from_url(redis_server.url) as client:
         store = CredentialStore(client, b"pepper")
-        default = store.issue("fraud")
-        both = store.issue("fraud", ("write", "read"))
-        writer = store.issue("fraud", ("write",))
+        default = store.issue(TENANT)
+        both = store.issue(TENANT, ("write", "read"))
+        writer = store.issue(TENANT, ("write",))
         assert default.scopes == ("read",)
         assert both.scopes == ("read", "write")  # in SCOPES order
         assert client.hget(CRED_PREFIX + writer.id, "scopes") == b"write"
-        listed = {c.id: c.scopes for c in store.list("fraud")}
+        listed = {c.id: c.scopes for c in store.list(TENANT)}
         assert listed == {default.id: ("read",), both.id: ("read", "write"), writer.id: ("write",)}
         successor = store.rotate(writer.id, overlap_seconds=0)
         assert successor is not None
         assert successor.scopes == ("write",)
         # A token issued before scopes existed (no field) may read, as it always could.
         client.hdel(CRED_PREFIX + default.id, "scopes")
-        assert {c.id: c.scopes for c in store.list("fraud")}[default.id] == ("read",)
+        assert {c.id: c.scopes for c in store.list(TENANT)}[default.id] == ("read",)
         assert stored_scopes(None) == ("read",)
         with pytest.raises(ValueError, match="comma-separated subset of read, write"):
-            store.issue("fraud", ("admin",))
+            store.issue(TENANT, ("admin",))
 
 
 @pytest.mark.parametrize(
