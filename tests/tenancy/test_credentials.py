@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import redis
 
@@ -14,6 +16,7 @@ from featureplane.tenancy.credentials import (
     stored_scopes,
     verify,
 )
+from tests.support.trees import Platform, cli
 
 
 def test_issue_list_revoke(redis_server: EmbeddedRedis) -> None:
@@ -87,3 +90,20 @@ def test_scopes_parse_from_the_command_line(text: str, scopes: tuple[str, ...]) 
 def test_anything_else_is_not_a_scope(text: str) -> None:
     with pytest.raises(ValueError, match=f"got {text!r}"):
         parse_scopes(text)
+
+
+def test_the_cli_issues_and_lists_scoped_tokens(
+    redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    tree = Platform(tmp_path, redis_server.url).tree("cli", "scopecli", {})
+    issued = cli(tree, "tenants", "issue-token", "scopecli", "--scope", "write,read")
+    assert issued.returncode == 0, issued.stderr
+    assert parse_token_id(issued.stdout.strip()) is not None
+    assert "scopes read,write" in issued.stderr
+    listed = cli(tree, "tenants", "tokens", "scopecli")
+    assert listed.returncode == 0, listed.stderr
+    assert "read,write" in listed.stdout
+    refused = cli(tree, "tenants", "issue-token", "scopecli", "--scope", "admin")
+    assert refused.returncode == 2
+    assert "--scope" in refused.stderr
+    assert "subset of read, write" in refused.stderr
