@@ -59,7 +59,7 @@ class Identity:
 
     tenant: str
     recheck: HashRead | None = None  # read it with the data; pass the reply to ``confirm``
-    scopes: frozenset[str] = frozenset(DEFAULT_SCOPES)
+    scopes: frozenset[str] = frozenset(DEFAULT_SCOPES)  # a token's; see require_scope
 
 
 _VERBS = {"read": "read features", "write": "push features"}
@@ -98,8 +98,10 @@ class TokenVerifier(Protocol):
         ...
 
 
-# A credential's tenant, digest and scopes never change; its expiry (a rotation) may.
-_FIELDS = (b"tenant", b"digest", b"expires_at", b"scopes")
+# What each request re-reads of a credential (a rotation's expiry, a revocation); its scopes,
+# like its tenant and digest, never change, so only the first read fetches them.
+_FIELDS = (b"tenant", b"digest", b"expires_at")
+_FIRST_READ = (*_FIELDS, b"scopes")
 
 
 class FeatureplaneTokens:
@@ -123,10 +125,10 @@ class FeatureplaneTokens:
         key = (CRED_PREFIX + token_id).encode()
         known = self._known.get(token_id)
         if known is None:
-            (reply,) = await self._connection.execute([[b"HMGET", key, *_FIELDS]])
+            (reply,) = await self._connection.execute([[b"HMGET", key, *_FIRST_READ]])
             if isinstance(reply, ReplyError):
                 raise StoreUnavailableError("credential store unavailable")
-            tenant = self._check(token_id, token, reply)
+            tenant = self._check(token_id, token, reply[:3])
             if len(self._known) >= self._MAX_KNOWN:
                 self._known.clear()
                 self._verified.clear()
@@ -144,7 +146,7 @@ class FeatureplaneTokens:
         if identity.recheck is None:
             return
         token_id = identity.recheck[0].decode()[len(CRED_PREFIX) :]
-        tenant, digest, expires, _ = reply
+        tenant, digest, expires = reply
         known = self._known.get(token_id)
         if (
             tenant is None
@@ -165,7 +167,7 @@ class FeatureplaneTokens:
         self.confirm(identity, reply)
 
     def _check(self, token_id: str, token: str, reply: list[bytes | None]) -> str:
-        tenant, digest, expires, _ = reply
+        tenant, digest, expires = reply
         if tenant is None or digest is None or not verify(self._pepper, token, digest.decode()):
             raise AuthenticationError(_UNKNOWN)
         if expires is not None and float(expires) <= time.time():

@@ -19,13 +19,16 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import get_args
 
 import redis
+
+from featureplane.tenancy.spec import Scope
 
 CRED_PREFIX = "featureplane:cred:"
 TENANT_CREDS_PREFIX = "featureplane:creds:"
 _TOKEN_PREFIX = "fpt_"
-SCOPES = ("read", "write")
+SCOPES: tuple[str, ...] = get_args(Scope)  # tenant.yaml's scopes are the same
 DEFAULT_SCOPES = ("read",)  # a token issued without --scope, or before scopes existed
 
 

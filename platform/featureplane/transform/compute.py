@@ -65,15 +65,16 @@ def _round_trip(values: list[Any], value_type: int) -> list[Any]:
     cls = type(sample)
     if kind == ValueType.UNKNOWN:
         kind = _INFERRED.get(cls, ValueType.UNKNOWN)
-    same = all(v is None or type(v) is cls for v in values)
-    if same and _INFERRED.get(cls) == kind:
-        if cls is float and any(v is not None and math.isnan(v) for v in values):
-            pass  # NaN becomes null in Feast: its way below
-        elif cls is not int or all(v is None or -(2**63) <= v < 2**63 for v in values):
-            return values
-    elif same and cls is int and kind in _INT_RANGES:
-        bound = _INT_RANGES[kind]
-        if all(v is None or -bound <= v < bound for v in values):
+    if all(v is None or type(v) is cls for v in values):
+        if cls is int and kind in _INT_RANGES:  # out of range, Feast raises: its way below
+            bound = _INT_RANGES[kind]
+            if all(v is None or -bound <= v < bound for v in values):
+                return values
+        elif (
+            cls is not int
+            and _INFERRED.get(cls) == kind
+            and not (cls is float and any(v is not None and math.isnan(v) for v in values))
+        ):  # (NaN becomes null in Feast: its way below)
             return values
     protos = python_values_to_proto_values(values, ValueType(value_type))
     return [feast_value_type_to_python_type(p) for p in protos]
